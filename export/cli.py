@@ -1,0 +1,15 @@
+"""Sub-commands of the training/export stage, registered into `fetalplanes` through an entry point."""
+
+from edge.cli import register_modules
+
+COMMAND_MODULES = (
+    "export.commands.train",
+    "export.commands.evaluate",
+    "export.commands.export_onnx",
+    "export.commands.demo",
+    "export.commands.experiment",
+)
+
+
+def register(subparsers) -> None:
+    register_modules(subparsers, COMMAND_MODULES)
