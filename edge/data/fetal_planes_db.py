@@ -1,0 +1,192 @@
+"""Reader for a FETAL_PLANES_DB folder, exactly as released on Zenodo (record 3904280).
+
+Layout: ``DIR/FETAL_PLANES_DB_data.csv`` (``;``-separated, columns
+``Image_name;Patient_num;Plane;Brain_plane;Operator;US_Machine;Train``) and
+``DIR/Images/<Image_name>.png``. Quirks accepted: trailing spaces in ``Train``
+values and in the header, ``Not A Brain`` on non-brain rows, ``Other`` for brain
+images outside the three sub-planes, a UTF-8 BOM, CRLF line ends.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from edge.errors import FetalPlanesError
+from edge.labels import BRAIN, BRAIN_OTHER, NOT_A_BRAIN, PLANES
+
+CSV_NAME = "FETAL_PLANES_DB_data.csv"
+IMAGES_DIR = "Images"
+COLUMNS = ("Image_name", "Patient_num", "Plane", "Brain_plane", "Operator", "US_Machine", "Train")
+BRAIN_PLANE_VALUES = set(BRAIN) | {BRAIN_OTHER}
+IMAGE_SUFFIXES = (".png", ".PNG", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One row of the CSV (values stripped of the release's stray spaces)."""
+
+    image_name: str
+    patient: int
+    plane: str
+    brain_plane: str
+    operator: str
+    machine: str
+    train: bool
+    row: int  # 1-based line number in the CSV, for messages
+
+
+def _fail(csv_path: Path, row: int | None, what: str, hint: str) -> FetalPlanesError:
+    where = f"{csv_path}" + (f", line {row}" if row else "")
+    return FetalPlanesError(f"{where}: {what}", hint=hint)
+
+
+def read_csv(csv_path: str | Path) -> list[Record]:
+    """Parse and validate the metadata CSV; one clear error per problem found first."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FetalPlanesError(
+            f"{csv_path}: metadata CSV not found",
+            hint=f"point --data to the FETAL_PLANES_DB folder that holds {CSV_NAME} and Images/ "
+            "(or make a phantom with `fetalplanes data phantom --out DIR`)",
+        )
+    text = csv_path.read_text(encoding="utf-8-sig", errors="replace")
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise _fail(csv_path, 1, "the file is empty", "use the CSV from the dataset release")
+    header_line = lines[0]
+    if ";" not in header_line:
+        sep = "," if "," in header_line else ("\t" if "\t" in header_line else None)
+        raise _fail(
+            csv_path,
+            1,
+            "the header is not ';'-separated" + (f" (it looks {sep!r}-separated)" if sep else ""),
+            "the release uses ';' as separator: re-save the file with ';' or use the original CSV",
+        )
+    reader = csv.reader(lines, delimiter=";")
+    header = [h.strip() for h in next(reader)]
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise _fail(
+            csv_path,
+            1,
+            f"missing column(s) {', '.join(missing)} (found: {', '.join(header)})",
+            f"the CSV needs the columns {';'.join(COLUMNS)}",
+        )
+    idx = {c: header.index(c) for c in COLUMNS}
+    records: list[Record] = []
+    seen: dict[str, int] = {}
+    for lineno, row in enumerate(reader, start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) < len(header):
+            raise _fail(
+                csv_path, lineno, f"{len(row)} fields where the header has {len(header)}",
+                "every row needs all seven ';'-separated fields",
+            )
+        v = {c: row[i].strip() for c, i in idx.items()}
+        name = v["Image_name"]
+        for suffix in IMAGE_SUFFIXES:
+            if name.endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        if not name:
+            raise _fail(csv_path, lineno, "empty Image_name", "fill in the image's file name (without .png)")
+        if name in seen:
+            raise _fail(
+                csv_path, lineno, f"duplicate Image_name '{name}' (first on line {seen[name]})",
+                "each image must appear once: remove the duplicate row",
+            )
+        seen[name] = lineno
+        try:
+            patient = int(v["Patient_num"])
+        except ValueError:
+            raise _fail(
+                csv_path, lineno, f"Patient_num '{v['Patient_num']}' is not an integer", "use the patient's number"
+            ) from None
+        if v["Plane"] not in PLANES:
+            raise _fail(
+                csv_path, lineno, f"unknown Plane '{v['Plane']}'", f"Plane must be one of: {', '.join(PLANES)}"
+            )
+        brain = v["Brain_plane"]
+        if brain not in BRAIN_PLANE_VALUES:
+            raise _fail(
+                csv_path, lineno, f"unknown Brain_plane '{brain}'",
+                f"Brain_plane must be one of: {', '.join(sorted(BRAIN_PLANE_VALUES))}",
+            )
+        if (v["Plane"] == "Fetal brain") == (brain == NOT_A_BRAIN):
+            raise _fail(
+                csv_path, lineno, f"Plane '{v['Plane']}' contradicts Brain_plane '{brain}'",
+                f"brain images need a sub-plane; other planes need '{NOT_A_BRAIN}'",
+            )
+        if v["Train"] not in ("0", "1"):
+            raise _fail(csv_path, lineno, f"Train '{row[idx['Train']]}' is not 0 or 1", "Train is 1 (train) or 0 (test)")
+        records.append(
+            Record(name, patient, v["Plane"], brain, v["Operator"], v["US_Machine"], v["Train"] == "1", lineno)
+        )
+    if not records:
+        raise _fail(csv_path, None, "no data rows", "use the CSV from the dataset release")
+    by_patient: dict[int, bool] = {}
+    for r in records:
+        if by_patient.setdefault(r.patient, r.train) != r.train:
+            raise _fail(
+                csv_path, r.row, f"patient {r.patient} is in both the train and the test split",
+                "a patient's rows must all have the same Train value",
+            )
+    return records
+
+
+@dataclass
+class FetalPlanesDB:
+    """A FETAL_PLANES_DB folder: its records and where their images are."""
+
+    root: Path
+    records: list[Record]
+
+    @classmethod
+    def open(cls, root: str | Path) -> "FetalPlanesDB":
+        root = Path(root)
+        if not root.exists():
+            raise FetalPlanesError(
+                f"{root}: dataset folder not found",
+                hint="give the FETAL_PLANES_DB folder (with FETAL_PLANES_DB_data.csv and Images/), "
+                "or make one with `fetalplanes data phantom --out DIR`",
+            )
+        if root.is_file() and root.name.endswith(".csv"):
+            root = root.parent
+        return cls(root, read_csv(root / CSV_NAME))
+
+    def image_path(self, record: Record) -> Path:
+        return self.root / IMAGES_DIR / f"{record.image_name}.png"
+
+    def load(self, record: Record) -> np.ndarray:
+        """The record's image as 8-bit gray (H, W)."""
+        from edge.preprocess import read_gray
+
+        return read_gray(self.image_path(record))
+
+    def patients(self) -> list[int]:
+        return sorted({r.patient for r in self.records})
+
+    def csv_sha256(self) -> str:
+        return hashlib.sha256((self.root / CSV_NAME).read_bytes()).hexdigest()
+
+    def find_image_problems(self, records: Iterable[Record] | None = None, decode: bool = True) -> dict[str, list[str]]:
+        """Images listed but missing, or present but unreadable: {'missing': [...], 'unreadable': [...]}."""
+        import cv2
+
+        problems: dict[str, list[str]] = {"missing": [], "unreadable": []}
+        for r in records if records is not None else self.records:
+            p = self.image_path(r)
+            if not p.is_file():
+                problems["missing"].append(str(p))
+            elif decode:
+                data = np.fromfile(str(p), dtype=np.uint8)
+                if data.size == 0 or cv2.imdecode(data, cv2.IMREAD_UNCHANGED) is None:
+                    problems["unreadable"].append(str(p))
+        return problems
