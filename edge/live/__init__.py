@@ -1,0 +1,1 @@
+"""Live scanner video-out: capture, sector detection, the per-frame loop."""
