@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -147,9 +147,12 @@ class FetalPlanesDB:
 
     root: Path
     records: list[Record]
+    skipped: list[str] = field(default_factory=list)  # image paths left out by skip_missing
 
     @classmethod
-    def open(cls, root: str | Path) -> "FetalPlanesDB":
+    def open(cls, root: str | Path, skip_missing: bool = False) -> "FetalPlanesDB":
+        """Read the folder's CSV. ``skip_missing``: leave out (and count in ``skipped``) rows whose image
+        file is absent, instead of failing when that image is read."""
         root = Path(root)
         if not root.exists():
             raise FetalPlanesError(
@@ -159,7 +162,13 @@ class FetalPlanesDB:
             )
         if root.is_file() and root.name.endswith(".csv"):
             root = root.parent
-        return cls(root, read_csv(root / CSV_NAME))
+        db = cls(root, read_csv(root / CSV_NAME))
+        if skip_missing:
+            present = {p.name for p in (root / IMAGES_DIR).glob("*.png")} if (root / IMAGES_DIR).is_dir() else set()
+            kept = [r for r in db.records if f"{r.image_name}.png" in present]
+            db.skipped = [str(db.image_path(r)) for r in db.records if f"{r.image_name}.png" not in present]
+            db.records = kept
+        return db
 
     def image_path(self, record: Record) -> Path:
         return self.root / IMAGES_DIR / f"{record.image_name}.png"
