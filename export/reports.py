@@ -1,0 +1,170 @@
+"""Reports of an evaluation: JSON, a markdown table, per-image CSV, confusion-matrix PNGs.
+
+The confusion matrices follow the study's Fig. 3: rows are the true class, columns
+the predicted class, one plot with counts and one with row-normalised percentages.
+matplotlib (Agg backend) is imported inside the plotting function.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from edge.errors import FetalPlanesError, require
+from edge.labels import short_name
+from edge.metrics import row_normalize
+
+if TYPE_CHECKING:  # pragma: no cover
+    from export.evaluate import EvaluationResult
+
+PHANTOM_MARKERS = ("PHANTOM", "PHANTOM.txt", "PHANTOM.md", "phantom.json", ".phantom")
+
+
+def is_phantom_dataset(data_dir: str | Path) -> bool:
+    """True when the dataset folder carries a marker file of the synthetic phantom."""
+    root = Path(data_dir)
+    return any((root / m).exists() for m in PHANTOM_MARKERS)
+
+
+def data_notice(data_dir: str | Path, fingerprint: str) -> str:
+    """One line that says what data the numbers come from (and, for the phantom, that they mean nothing clinically)."""
+    if is_phantom_dataset(data_dir):
+        return (
+            f"**Synthetic phantom data** ({data_dir}, fingerprint {fingerprint}): these numbers exercise the code; "
+            "they say nothing about clinical accuracy."
+        )
+    return f"Data: {data_dir} (split fingerprint {fingerprint})."
+
+
+def _pct(x: float) -> str:
+    return f"{100.0 * x:.1f}"
+
+
+def metrics_markdown(result: "EvaluationResult") -> str:
+    """A markdown report: the study's metrics, then per-class precision/recall/F1."""
+    m = result.metrics
+    lines = [
+        f"# Evaluation of `{Path(result.model_path).name}` on the {result.split} split ({result.task})",
+        "",
+        data_notice(result.data_dir, result.dataset_fingerprint),
+        "",
+        f"Model: {result.model_path} (arch {result.model_info.get('arch', '?')}, "
+        f"{result.model_info.get('input_size', '?')} px), run by {result.runner}.",
+        f"{m.n} images" + (f" ({len(result.skipped_images)} missing images skipped)" if result.skipped_images else "")
+        + f", {result.images_per_second:.1f} images/s.",
+        "",
+        "| images | top-1 error (%) | top-3 error (%) | class accuracy (%) mean ± std | macro-F1 | ECE |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {m.n} | {_pct(m.top1_error)} | {_pct(m.top3_error)} | "
+        f"{_pct(m.class_accuracy_mean)} ± {_pct(m.class_accuracy_std)} | {m.macro_f1:.3f} | {m.ece:.3f} |",
+        "",
+        "| class | images | precision (%) | recall = class accuracy (%) | F1 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in m.per_class:
+        lines.append(
+            f"| {row['label']} | {row['support']} | {_pct(row['precision'])} | {_pct(row['recall'])} | {row['f1']:.3f} |"
+        )
+    lines += [
+        "",
+        "Top-k error: share of images whose true class is not among the k most probable. "
+        "Class accuracy: diagonal of the row-normalised confusion matrix (classes with images), as in the study. "
+        "ECE: expected calibration error, 15 equal-width confidence bins.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot_confusion(
+    confusion: np.ndarray,
+    labels: Sequence[str],
+    path: str | Path,
+    normalize: bool = False,
+    title: str = "",
+) -> Path:
+    """Write a confusion-matrix PNG (rows: true class, columns: predicted), counts or row percentages."""
+    require("matplotlib", "train", "plotting confusion matrices")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg: no display needed
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    cm = np.asarray(confusion)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(labels):
+        raise FetalPlanesError(
+            f"confusion matrix of shape {cm.shape} does not fit {len(labels)} labels", hint="this is a bug in the caller",
+            exit_code=1,
+        )
+    values = 100.0 * row_normalize(cm) if normalize else cm.astype(np.float64)
+    names = [short_name(x) for x in labels]
+    n = len(labels)
+    size = max(3.5, 0.9 * n + 1.8)
+    fig = Figure(figsize=(size + 0.8, size), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    vmax = 100.0 if normalize else max(1.0, float(values.max()))
+    im = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=vmax)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="% of true class" if normalize else "images")
+    ax.set_xticks(range(n), labels=names, rotation=35, ha="right")
+    ax.set_yticks(range(n), labels=names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            v = values[i, j]
+            text = f"{v:.1f}" if normalize else f"{int(round(v))}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if v > 0.6 * vmax else "black")
+    ax.set_title(title or ("confusion (% of true class)" if normalize else "confusion (images)"), fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def write_predictions_csv(result: "EvaluationResult", path: str | Path) -> Path:
+    """One row per image: name, patient, operator, machine, true and predicted label, confidence, probabilities."""
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "patient", "operator", "machine", "true", "predicted", "correct", "confidence"]
+                   + [f"p_{short_name(x)}" for x in result.labels])
+        for p in result.predictions:
+            w.writerow([p.image, p.patient, p.operator, p.machine, result.labels[p.target], result.labels[p.predicted],
+                        int(p.correct), f"{p.confidence:.6f}"] + [f"{x:.6f}" for x in p.probabilities])
+    return path
+
+
+def write_reports(result: "EvaluationResult", out_dir: str | Path) -> dict[str, Path]:
+    """Write every report of ``result`` into ``out_dir``; returns {kind: path}.
+
+    Kinds: ``json`` (metrics, provenance, predictions), ``markdown``, ``predictions`` (CSV),
+    ``confusion_counts`` and ``confusion_percent`` (PNGs).
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FetalPlanesError(f"{out}: cannot create the report folder ({exc})", hint="choose another --out") from None
+    data: dict[str, Any] = result.to_dict()
+    data["data_notice"] = data_notice(result.data_dir, result.dataset_fingerprint)
+    data["phantom"] = is_phantom_dataset(result.data_dir)
+    paths = {
+        "json": out / "metrics.json",
+        "markdown": out / "metrics.md",
+        "predictions": out / "predictions.csv",
+        "confusion_counts": out / "confusion_counts.png",
+        "confusion_percent": out / "confusion_percent.png",
+    }
+    paths["json"].write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    paths["markdown"].write_text(metrics_markdown(result), encoding="utf-8")
+    write_predictions_csv(result, paths["predictions"])
+    name = Path(result.model_path).name
+    plot_confusion(result.metrics.confusion, result.labels, paths["confusion_counts"], normalize=False,
+                   title=f"{name}, {result.split} (images)")
+    plot_confusion(result.metrics.confusion, result.labels, paths["confusion_percent"], normalize=True,
+                   title=f"{name}, {result.split} (% of true class)")
+    return paths
