@@ -8,6 +8,7 @@ matplotlib (Agg backend) is imported inside the plotting function.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -23,6 +24,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PHANTOM_MARKERS = ("PHANTOM", "PHANTOM.txt", "PHANTOM.md", "phantom.json", ".phantom")
 
+#: SHA-256 of the rows of FETAL_PLANES_DB_data.csv as released (Zenodo record 3904280, 12,400 rows),
+#: over the parsed values (see :func:`records_digest`), so copies that differ only in stray spaces,
+#: a BOM or line ends match.
+RELEASE_RECORDS_SHA256 = "2144c78287126bf0c4caae49975ec717cfd9c22fe8405be8d963fc1c1a80f8f7"
+
+
+def records_digest(records) -> str:
+    """SHA-256 over the parsed CSV rows (name, patient, plane, sub-plane, operator, machine, train)."""
+    h = hashlib.sha256()
+    for r in records:
+        h.update(f"{r.image_name};{r.patient};{r.plane};{r.brain_plane};{r.operator};{r.machine};{int(r.train)}\n".encode())
+    return h.hexdigest()
+
 
 def is_phantom_dataset(data_dir: str | Path) -> bool:
     """True when the dataset folder carries a marker file of the synthetic phantom."""
@@ -30,27 +44,46 @@ def is_phantom_dataset(data_dir: str | Path) -> bool:
     return any((root / m).exists() for m in PHANTOM_MARKERS)
 
 
-def data_notice(data_dir: str | Path, fingerprint: str) -> str:
-    """One line that says what data the numbers come from (and, for the phantom, that they mean nothing clinically)."""
+def dataset_kind(data_dir: str | Path) -> str:
+    """'phantom' (marker file), 'release' (the published CSV, row for row) or 'other'."""
     if is_phantom_dataset(data_dir):
-        return (
-            f"**Synthetic phantom data** ({data_dir}, fingerprint {fingerprint}): these numbers exercise the code; "
-            "they say nothing about clinical accuracy."
-        )
-    return f"Data: {data_dir} (split fingerprint {fingerprint})."
+        return "phantom"
+    try:
+        from edge.data import FetalPlanesDB
+
+        records = FetalPlanesDB.open(data_dir).records
+    except FetalPlanesError:
+        return "other"
+    return "release" if records_digest(records) == RELEASE_RECORDS_SHA256 else "other"
+
+
+def data_notice(data_dir: str | Path, fingerprint: str, skipped: int = 0, kind: str | None = None) -> str:
+    """One line saying what data the numbers come from, and whether they can be compared with the study."""
+    kind = kind or dataset_kind(data_dir)
+    where = f"{data_dir}, split fingerprint {fingerprint}"
+    if kind == "phantom":
+        return (f"**Synthetic phantom data** ({where}): these numbers exercise the code; "
+                "they say nothing about clinical accuracy.")
+    if kind == "release" and not skipped:
+        return f"Data: FETAL_PLANES_DB as released ({where})."
+    if kind == "release":
+        return (f"**Incomplete data**: the released CSV with {skipped} of the split's images missing ({where}); "
+                "not comparable with the study.")
+    return (f"**Not the published FETAL_PLANES_DB** ({where}; a phantom, subset or modified CSV): "
+            "not comparable with the study, and nothing clinical.")
 
 
 def _pct(x: float) -> str:
     return f"{100.0 * x:.1f}"
 
 
-def metrics_markdown(result: "EvaluationResult") -> str:
-    """A markdown report: the study's metrics, then per-class precision/recall/F1."""
+def metrics_markdown(result: "EvaluationResult", notice: str | None = None) -> str:
+    """A markdown report: what data, the study's metrics, then per-class precision/recall/F1."""
     m = result.metrics
     lines = [
         f"# Evaluation of `{Path(result.model_path).name}` on the {result.split} split ({result.task})",
         "",
-        data_notice(result.data_dir, result.dataset_fingerprint),
+        notice or data_notice(result.data_dir, result.dataset_fingerprint, len(result.skipped_images)),
         "",
         f"Model: {result.model_path} (arch {result.model_info.get('arch', '?')}, "
         f"{result.model_info.get('input_size', '?')} px), run by {result.runner}.",
@@ -150,8 +183,9 @@ def write_reports(result: "EvaluationResult", out_dir: str | Path) -> dict[str, 
     except OSError as exc:
         raise FetalPlanesError(f"{out}: cannot create the report folder ({exc})", hint="choose another --out") from None
     data: dict[str, Any] = result.to_dict()
-    data["data_notice"] = data_notice(result.data_dir, result.dataset_fingerprint)
-    data["phantom"] = is_phantom_dataset(result.data_dir)
+    kind = dataset_kind(result.data_dir)
+    data["data_kind"] = kind
+    data["data_notice"] = data_notice(result.data_dir, result.dataset_fingerprint, len(result.skipped_images), kind)
     paths = {
         "json": out / "metrics.json",
         "markdown": out / "metrics.md",
@@ -160,7 +194,7 @@ def write_reports(result: "EvaluationResult", out_dir: str | Path) -> dict[str, 
         "confusion_percent": out / "confusion_percent.png",
     }
     paths["json"].write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    paths["markdown"].write_text(metrics_markdown(result), encoding="utf-8")
+    paths["markdown"].write_text(metrics_markdown(result, data["data_notice"]), encoding="utf-8")
     write_predictions_csv(result, paths["predictions"])
     name = Path(result.model_path).name
     plot_confusion(result.metrics.confusion, result.labels, paths["confusion_counts"], normalize=False,

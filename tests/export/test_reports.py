@@ -46,7 +46,8 @@ def test_write_reports_files_are_readable_and_consistent(tmp_path):
     data = json.loads(paths["json"].read_text())
     assert data["metrics"]["top1_error"] == pytest.approx(res.metrics.top1_error)
     assert data["metrics"]["confusion"] == res.metrics.confusion.tolist()
-    assert len(data["predictions"]) == 40 and data["phantom"] is False
+    assert len(data["predictions"]) == 40 and data["data_kind"] == "other"
+    assert "Not the published FETAL_PLANES_DB" in data["data_notice"]
     md = paths["markdown"].read_text()
     m = res.metrics
     row = (f"| {m.n} | {100 * m.top1_error:.1f} | {100 * m.top3_error:.1f} | "
@@ -71,8 +72,23 @@ def test_phantom_data_is_flagged(tmp_path):
     res = make_result(tmp_path)
     paths = write_reports(res, tmp_path / "out")
     assert "synthetic phantom data" in paths["markdown"].read_text().lower()
-    assert json.loads(paths["json"].read_text())["phantom"] is True
+    assert json.loads(paths["json"].read_text())["data_kind"] == "phantom"
     assert "synthetic" not in data_notice(tmp_path / "elsewhere", "f").lower()
+
+
+def test_the_release_csv_is_recognised(real_db_dir, tmp_path):
+    """The real CSV matches the release digest; the same rows with one value changed do not."""
+    from export.reports import data_notice, dataset_kind
+
+    assert dataset_kind(real_db_dir) == "release"
+    assert data_notice(real_db_dir, "f", skipped=0).startswith("Data: FETAL_PLANES_DB as released")
+    assert "Incomplete data" in data_notice(real_db_dir, "f", skipped=5)
+    text = (real_db_dir / "FETAL_PLANES_DB_data.csv").read_text(encoding="utf-8")
+    (tmp_path / "FETAL_PLANES_DB_data.csv").write_text(text.replace(";Op. 3;", ";Op. 2;", 1), encoding="utf-8")
+    assert dataset_kind(tmp_path) == "other"
+    (tmp_path / "FETAL_PLANES_DB_data.csv").write_text(text.replace("Train\n", "Train \n", 1).replace("\n", "\r\n"),
+                                                       encoding="utf-8")
+    assert dataset_kind(tmp_path) == "release"  # header spaces and CRLF do not matter
 
 
 def test_plot_confusion_brain_labels_and_shape_check(tmp_path):
