@@ -1,0 +1,126 @@
+"""The checkpoint format of `fetalplanes train`: a self-describing ``torch.save`` dict.
+
+Keys: ``format`` ("fetalplanes-checkpoint"), ``format_version``, ``model_info`` (an
+:class:`edge.modelinfo.ModelInfo` as dict: task, labels, arch, input size, mean/std, dataset
+fingerprint, code version, ``extra["args"]`` = every training argument), ``state_dict``, ``epoch``
+(last finished, 1-based), ``optimizer``, ``best_val_loss``, ``best_epoch``, ``epochs_without_improvement``,
+``history`` (per-epoch metrics) and ``rng`` (random states, for ``--resume``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from edge.errors import FetalPlanesError
+from edge.modelinfo import ModelInfo
+
+FORMAT = "fetalplanes-checkpoint"
+FORMAT_VERSION = 1
+REPO = Path(__file__).resolve().parents[1]
+
+
+def code_version() -> str:
+    """``fetalplanes <version>`` plus the git commit (``+dirty`` with local changes) where available."""
+    from edge import __version__
+
+    version = f"fetalplanes {__version__}"
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        if commit:
+            version += f" git {commit}" + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return version
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(path: str | Path, model, info: ModelInfo, **state: Any) -> Path:
+    """Write a checkpoint atomically (temporary file + rename: an interruption never leaves half a file)."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    ckpt = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_info": asdict(info),
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+        **state,
+    }
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(ckpt, str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict, ModelInfo]:
+    """The raw checkpoint dict and its ModelInfo, with clear errors for missing/foreign files."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FetalPlanesError(
+            f"{path}: checkpoint not found",
+            hint="give the best.pt (or last.pt) that `fetalplanes train --out RUN_DIR` wrote into RUN_DIR",
+        )
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise FetalPlanesError(
+            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            hint="give a checkpoint written by `fetalplanes train` (RUN_DIR/best.pt)",
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model_info" not in ckpt or "state_dict" not in ckpt:
+        raise FetalPlanesError(
+            f"{path}: not a fetalplanes checkpoint (no model_info/state_dict)",
+            hint="give a checkpoint written by `fetalplanes train`; plain weights files go to `train --pretrained PATH`",
+        )
+    if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
+        raise FetalPlanesError(
+            f"{path}: checkpoint format {ckpt['format_version']} is newer than this fetalplanes reads ({FORMAT_VERSION})",
+            hint="upgrade fetalplanes",
+        )
+    info = ModelInfo.from_dict(ckpt["model_info"], source=str(path))
+    return ckpt, info
+
+
+def load_checkpoint(path: str | Path):
+    """``(model, info, ckpt)``: the model in eval mode on the CPU, its ModelInfo, and the raw dict."""
+    from export.models import build_model
+
+    ckpt, info = read_checkpoint(path)
+    try:
+        model = build_model(info.arch, info.num_classes, pretrained="none", channels=info.channels)
+    except FetalPlanesError as exc:
+        raise FetalPlanesError(f"{path}: cannot rebuild its model: {exc.message}", hint=exc.hint) from None
+    try:
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()][1:4]
+        raise FetalPlanesError(
+            f"{path}: incompatible checkpoint: its weights do not fit {info.arch} with {info.num_classes} classes "
+            f"({'; '.join(lines)[:400]})",
+            hint="the checkpoint was written by another version or edited; retrain with `fetalplanes train`",
+        ) from None
+    model.eval()
+    return model, info, ckpt

@@ -1,0 +1,175 @@
+"""PyTorch datasets over a task's split of FETAL_PLANES_DB.
+
+- Evaluation path: exactly :func:`edge.preprocess.preprocess` (the edge runtime's preprocessing).
+  The cache holds ``resize_gray(read_gray(path))`` at the model's input size, and ``preprocess`` of an
+  image already at that size is ``normalize`` of it: the same numbers as on the box.
+- Training path: augmentations on the gray uint8 image (random horizontal flip, crop 0-20 %,
+  translate 0-10 px, rotate +-15 deg), then :func:`edge.preprocess.resize_gray` and
+  :func:`edge.preprocess.normalize`.
+- Normalisation: ``mean`` = the training images' pixel mean, ``std = max(mean, 255 - mean)``, so that
+  every input lies in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edge.data.splits import Sample
+from edge.modelinfo import ModelInfo
+from edge.preprocess import normalize, preprocess, read_gray, resize_gray
+
+
+@dataclass
+class AugmentConfig:
+    """The paper's augmentations (all on the gray uint8 image)."""
+
+    flip: bool = True  # random horizontal flip, p = 0.5
+    max_crop: float = 0.2  # remove 0..max_crop of each side's length (random position), then resize back
+    max_translate_px: float = 10.0  # at the model's input size
+    max_rotate_deg: float = 15.0
+
+
+def normalization_from_mean(mean: float) -> tuple[float, float]:
+    """(mean, std) with ``std = max(mean, 255 - mean)``: pixels 0..255 map into [-1, 1]."""
+    mean = float(mean)
+    return mean, float(max(mean, 255.0 - mean, 1.0))
+
+
+class ImageCache:
+    """Decoded gray images resized to ``size`` x ``size`` (the whole image, as the edge does), in memory."""
+
+    def __init__(self, size: int):
+        self.size = int(size)
+        self._geometry = ModelInfo(task="planes", labels=["x"], arch="cache", input_size=self.size, mean=0.0, std=1.0)
+        self._images: dict[str, np.ndarray] = {}
+
+    def get(self, path: str | Path) -> np.ndarray:
+        key = str(path)
+        image = self._images.get(key)
+        if image is None:
+            image = resize_gray(read_gray(key), self._geometry)
+            self._images[key] = image
+        return image
+
+    def fill(self, paths: Sequence[str | Path], threads: int = 4, progress: bool = False, desc: str = "cache") -> None:
+        """Decode ``paths`` up front (threads: OpenCV releases the GIL), so DataLoader workers share them."""
+        todo = [str(p) for p in paths if str(p) not in self._images]
+        if not todo:
+            return
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), desc=desc, unit="img", leave=False)
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            for _ in pool.map(self.get, todo):
+                if bar is not None:
+                    bar.update()
+        if bar is not None:
+            bar.close()
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+
+def pixel_mean(paths: Sequence[str | Path], cache: ImageCache) -> float:
+    """Mean pixel value (0-255) of the images, each weighted equally (at the cache's size)."""
+    if not paths:
+        return 127.5
+    return float(np.mean([cache.get(p).mean(dtype=np.float64) for p in paths]))
+
+
+def augment_gray(gray: np.ndarray, out_size: int, aug: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Random flip, crop, resize to ``out_size``, rotate and translate a gray uint8 image."""
+    import cv2
+
+    img = gray
+    if aug.flip and rng.random() < 0.5:
+        img = img[:, ::-1]
+    if aug.max_crop > 0:
+        h, w = img.shape
+        frac = rng.uniform(0.0, aug.max_crop)
+        ch, cw = max(1, int(round(h * (1 - frac)))), max(1, int(round(w * (1 - frac))))
+        y0 = int(rng.integers(0, h - ch + 1))
+        x0 = int(rng.integers(0, w - cw + 1))
+        img = img[y0 : y0 + ch, x0 : x0 + cw]
+    img = np.ascontiguousarray(img)
+    geometry = ModelInfo(task="planes", labels=["x"], arch="aug", input_size=out_size, mean=0.0, std=1.0)
+    img = resize_gray(img, geometry)
+    angle = rng.uniform(-aug.max_rotate_deg, aug.max_rotate_deg) if aug.max_rotate_deg > 0 else 0.0
+    tx, ty = (rng.uniform(-aug.max_translate_px, aug.max_translate_px, 2) if aug.max_translate_px > 0 else (0.0, 0.0))
+    if angle or tx or ty:
+        c = (out_size - 1) / 2.0
+        m = cv2.getRotationMatrix2D((c, c), float(angle), 1.0)
+        m[0, 2] += tx
+        m[1, 2] += ty
+        img = cv2.warpAffine(img, m, (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return img
+
+
+def train_cache_size(input_size: int, aug: AugmentConfig | None) -> int:
+    """Cache training images a bit larger than the input, so a 20 % crop keeps full resolution."""
+    if aug is None or aug.max_crop <= 0:
+        return input_size
+    return int(math.ceil(input_size / (1.0 - aug.max_crop)))
+
+
+class SampleDataset:
+    """A torch ``Dataset`` of (float32 tensor (C,S,S), label) over a list of samples.
+
+    ``augment`` None: the evaluation path (:func:`edge.preprocess.preprocess`). Otherwise the training
+    path. Random numbers come from torch's generator (seeded per DataLoader worker by torch).
+    """
+
+    def __init__(self, samples: Sequence[Sample], info: ModelInfo, augment: AugmentConfig | None = None,
+                 cache: ImageCache | None = None):
+        self.samples = list(samples)
+        self.info = info
+        self.augment = augment
+        size = info.input_size if augment is None else train_cache_size(info.input_size, augment)
+        if cache is not None and cache.size != size:
+            raise ValueError(f"cache size {cache.size} != needed {size}")
+        self.cache = cache or ImageCache(size)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def labels(self) -> list[int]:
+        return [s.label for s in self.samples]
+
+    def array(self, index: int) -> np.ndarray:
+        """The input tensor of sample ``index`` as numpy (1, C, S, S)."""
+        gray = self.cache.get(self.samples[index].path)
+        if self.augment is None:
+            return preprocess(gray, self.info)  # gray is already S x S: identical to preprocess(read_gray(path))
+        import torch
+
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+        return normalize(augment_gray(gray, self.info.input_size, self.augment, np.random.default_rng(seed)), self.info)
+
+    def __getitem__(self, index: int):
+        import torch
+
+        return torch.from_numpy(self.array(index)[0]), int(self.samples[index].label)
+
+
+def class_weights(labels: Sequence[int], num_classes: int) -> list[float]:
+    """Inverse-frequency weights ``n / (k * n_c)`` (classes absent from ``labels`` get weight 0)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(num_classes)
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return [float(x) for x in w]
+
+
+def worker_init(_worker_id: int) -> None:
+    """DataLoader workers: one OpenCV thread each (the workers are the parallelism)."""
+    import cv2
+
+    cv2.setNumThreads(1)
