@@ -1,0 +1,213 @@
+"""Capture in its own thread; the loop always gets the newest frame.
+
+:class:`LatestFrame` is a one-slot mailbox: a new frame replaces one the loop
+has not taken yet (counted as dropped), so inference never works through a
+backlog. Files read unpaced are the exception: there the capture thread waits
+for the loop to take each frame (every frame processed, none dropped), which is
+what scoring against a ground-truth sidecar needs. Live sources that drop are
+reopened with exponential back-off.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+from edge.errors import FetalPlanesError
+from edge.live.sources import FrameSource
+
+log = logging.getLogger("fetalplanes.live")
+
+STATE_RUNNING = "running"
+STATE_RECONNECTING = "reconnecting"
+STATE_ENDED = "ended"  # the file or folder ended (not looping)
+STATE_FAILED = "failed"  # a live source could not be reopened; see .error
+STATE_STOPPED = "stopped"
+
+
+class Frame:
+    """One captured frame: the image as delivered, its index in the source, and when it arrived."""
+
+    __slots__ = ("image", "index", "t_capture")
+
+    def __init__(self, image: np.ndarray | None, index: int, t_capture: float):
+        self.image = image
+        self.index = index
+        self.t_capture = t_capture  # time.perf_counter() when the frame was captured
+
+
+class LatestFrame:
+    """A one-slot mailbox between the capture thread and the loop."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self.dropped = 0
+        self.closed = False
+
+    def put(self, frame: Frame, wait: bool = False, stop: threading.Event | None = None) -> None:
+        """Offer a frame; replaces an untaken one (dropped) unless ``wait``, which waits for the slot."""
+        with self._cond:
+            if wait:
+                while self._frame is not None and not self.closed and not (stop is not None and stop.is_set()):
+                    self._cond.wait(0.1)
+                frame.t_capture = time.perf_counter()  # read ahead: it is "captured" when handed over
+            if self._frame is not None:
+                self.dropped += 1
+            self._frame = frame
+            self._cond.notify_all()
+
+    def get(self, timeout: float) -> Frame | None:
+        """The newest frame, or None when none arrived within ``timeout`` seconds or the slot closed."""
+        with self._cond:
+            if self._frame is None and not self.closed:
+                self._cond.wait(timeout)
+            frame, self._frame = self._frame, None
+            self._cond.notify_all()
+            return frame
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def pending(self) -> bool:
+        with self._cond:
+            return self._frame is not None
+
+
+class CaptureThread(threading.Thread):
+    """Reads a FrameSource into a LatestFrame until the source ends or ``stop()``.
+
+    ``reopen`` opens the source again after a live source dropped. ``pace_fps``
+    paces files at that rate (newest-frame semantics, like a live source);
+    unpaced files are read lossless (the thread waits for the loop).
+    """
+
+    def __init__(
+        self,
+        source: FrameSource,
+        reopen: Callable[[], FrameSource],
+        live: bool,
+        pace_fps: float | None = None,
+        loop: bool = False,
+        reconnect_max_s: float = 10.0,
+        reconnect_tries: int = 0,
+        first_backoff_s: float = 0.25,
+    ):
+        super().__init__(name="fetalplanes-capture", daemon=True)
+        self.source = source
+        self.reopen = reopen
+        self.live = live
+        self.pace_fps = pace_fps
+        self.loop = loop
+        self.lossless = not live and not pace_fps
+        self.reconnect_max_s = reconnect_max_s
+        self.reconnect_tries = reconnect_tries
+        self.first_backoff_s = first_backoff_s
+        self.slot = LatestFrame()
+        self.state = STATE_RUNNING
+        self.error: BaseException | None = None
+        self.captured = 0
+        self.reconnects = 0
+        self.loops = 0
+        self.next_index = 0
+        self._backoff = first_backoff_s
+        self._halt = threading.Event()
+
+    # --- control -----------------------------------------------------------
+    def stop(self) -> None:
+        self._halt.set()
+        self.slot.close()
+
+    @property
+    def dropped(self) -> int:
+        return self.slot.dropped
+
+    @property
+    def finished(self) -> bool:
+        """The thread is done and the last frame was taken."""
+        return self.state in (STATE_ENDED, STATE_FAILED, STATE_STOPPED) and not self.slot.pending()
+
+    # --- thread body -------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # never die silently: the loop reports it
+            self.error = exc
+            self.state = STATE_FAILED
+            log.error("capture failed: %s", exc)
+        finally:
+            try:
+                self.source.close()
+            except Exception:  # pragma: no cover
+                pass
+            self.slot.close()
+
+    def _run(self) -> None:
+        period = 1.0 / self.pace_fps if self.pace_fps else 0.0
+        due = time.perf_counter()
+        while not self._halt.is_set():
+            ok, image = self.source.read()
+            if not ok:
+                if self.live:
+                    if not self._reconnect():
+                        return
+                    due = time.perf_counter()
+                    continue
+                if self.loop and self.captured > 0 and self.source.rewind():
+                    self.loops += 1
+                    self.next_index = 0
+                    continue
+                self.state = STATE_ENDED
+                return
+            if period:
+                due += period
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    if self._halt.wait(delay):
+                        break
+                elif delay < -period:  # fell behind (slow decode): do not burst to catch up
+                    due = time.perf_counter()
+            self._backoff = self.first_backoff_s  # frames flow again: next drop starts the back-off anew
+            frame = Frame(image, self.next_index, time.perf_counter())
+            self.next_index += 1
+            self.captured += 1
+            self.slot.put(frame, wait=self.lossless, stop=self._halt)
+        self.state = STATE_STOPPED
+
+    def _reconnect(self) -> bool:
+        """Reopen a live source with exponential back-off; False when giving up or stopped."""
+        self.state = STATE_RECONNECTING
+        log.warning("input dropped; reconnecting")
+        try:
+            self.source.close()
+        except Exception:  # pragma: no cover
+            pass
+        delay = self._backoff
+        attempts = 0
+        while not self._halt.is_set():
+            if self._halt.wait(delay):
+                break
+            attempts += 1
+            try:
+                self.source = self.reopen()
+            except FetalPlanesError as exc:
+                log.warning("reconnect attempt %d failed: %s", attempts, exc.message)
+                if self.reconnect_tries and attempts >= self.reconnect_tries:
+                    self.error = exc
+                    self.state = STATE_FAILED
+                    return False
+                delay = min(delay * 2, self.reconnect_max_s)
+                continue
+            self.reconnects += 1
+            self._backoff = min(delay * 2, self.reconnect_max_s)  # opened but may drop at once: keep backing off
+            self.state = STATE_RUNNING
+            log.info("input reconnected after %d attempt(s)", attempts)
+            return True
+        self.state = STATE_STOPPED
+        return False

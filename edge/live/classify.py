@@ -1,0 +1,224 @@
+"""Retrospective archives: folders of images -> one CSV row per image, sorted by exam.
+
+This is what the study's technicians did by hand for the ~55 images of each
+exam. The exam is read from the file name (``Patient00001_Plane1_1_of_15.png``
+-> ``Patient00001``; also ``study``, ``exam``, ``subject``, ``case``), else
+from the folder the image is in; DICOM files carry it in their header
+(PatientID / StudyInstanceUID).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import logging
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from edge.errors import FetalPlanesError
+from edge.live.sources import IMAGE_SUFFIXES, natural_key
+
+log = logging.getLogger("fetalplanes.classify")
+
+DICOM_SUFFIXES = (".dcm", ".dicom")
+EXAM_PATTERN = re.compile(r"(?i)(patient|subject|study|exam|case)[ _-]?(\d+)")
+TOP_K = 3
+
+
+@dataclass
+class ClassifyResult:
+    """Rows written and what happened."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    exams: int = 0
+    errors: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def find_images(paths: Sequence[str], recursive: bool = True) -> list[Path]:
+    """Files, folders (recursively) and globs -> image and DICOM files (no duplicates)."""
+    found: list[Path] = []
+    wanted = IMAGE_SUFFIXES + DICOM_SUFFIXES
+    for item in paths:
+        matches = [Path(p) for p in glob.glob(item, recursive=True)] if any(c in item for c in "*?[") else [Path(item)]
+        if not matches:
+            raise FetalPlanesError(f"{item}: no such file, folder or matching glob", hint="check the path")
+        for path in matches:
+            if path.is_dir():
+                it = path.rglob("*") if recursive else path.iterdir()
+                found.extend(p for p in it if p.is_file() and p.suffix.lower() in wanted)
+            elif path.is_file():
+                if path.suffix.lower() not in wanted:
+                    raise FetalPlanesError(
+                        f"{path}: not an image this command reads",
+                        hint=f"give PNG/JPEG ({', '.join(IMAGE_SUFFIXES)}) or DICOM (.dcm) files, or folders of them",
+                    )
+                found.append(path)
+            else:
+                raise FetalPlanesError(f"{path}: no such file or folder", hint="check the path")
+    unique = {p.resolve(): p for p in found}
+    return sorted(unique.values(), key=lambda p: natural_key(str(p)))
+
+
+def exam_from_name(path: Path) -> str:
+    """The exam (patient/study) an image belongs to, from its name or else its folder."""
+    m = EXAM_PATTERN.search(path.stem)
+    if m:
+        return m.group(0).replace(" ", "").replace("-", "").replace("_", "")
+    for parent in path.parents:  # a folder named like an exam
+        m = EXAM_PATTERN.search(parent.name)
+        if m:
+            return parent.name
+    return path.parent.name or "."
+
+
+def _pydicom():
+    try:
+        import pydicom
+    except ImportError:
+        raise FetalPlanesError(
+            "DICOM files were given, and reading them needs pydicom, which is not installed",
+            hint="pip install pydicom (and pylibjpeg for compressed DICOM), or export the images as PNG",
+        ) from None
+    return pydicom
+
+
+def read_dicom(path: Path) -> tuple[np.ndarray, str]:
+    """A DICOM image (the middle frame of a cine loop) as uint8 gray/BGR, and its exam id."""
+    pydicom = _pydicom()
+    ds = pydicom.dcmread(str(path))
+    arr = np.asarray(ds.pixel_array)
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if frames > 1:
+        arr = arr[frames // 2]
+    if arr.dtype != np.uint8:
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = ((arr - lo) * (255.0 / max(hi - lo, 1.0))).astype(np.uint8)
+    if photometric == "MONOCHROME1":
+        arr = 255 - arr
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        if photometric.startswith("YBR"):
+            import cv2
+
+            arr = cv2.cvtColor(arr, cv2.COLOR_YCrCb2RGB)
+        arr = arr[..., ::-1]  # RGB -> BGR, as the rest of the project expects
+    patient = str(getattr(ds, "PatientID", "") or "")
+    study = str(getattr(ds, "StudyInstanceUID", "") or getattr(ds, "StudyDate", "") or "")
+    exam = "/".join(x for x in (patient, study) if x) or exam_from_name(path)
+    return np.ascontiguousarray(arr), exam
+
+
+def _read(path: Path) -> tuple[np.ndarray, str]:
+    import cv2
+
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return read_dicom(path)
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise FetalPlanesError(f"{path}: not a readable image", hint="the file is corrupt or not an image")
+    return image, exam_from_name(path)
+
+
+def classify_files(files: Sequence[Path], runner: Any, batch: int = 16) -> ClassifyResult:
+    """Classify images with an activated runner -> rows sorted by exam, then file name."""
+    from edge.preprocess import preprocess, to_probabilities
+
+    if any(p.suffix.lower() in DICOM_SUFFIXES for p in files):
+        _pydicom()  # fail early and clearly, before hours of work
+    info = runner.info
+    labels = list(info.labels)
+    rows: list[dict[str, Any]] = []
+    pending: list[tuple[dict[str, Any], np.ndarray]] = []
+    result = ClassifyResult()
+
+    def run(items: list[tuple[dict[str, Any], np.ndarray]]) -> None:
+        nonlocal batch
+        x = np.concatenate([t for _, t in items], axis=0)
+        try:
+            probs = to_probabilities(runner.infer(x), info)
+        except Exception:
+            if len(items) == 1:
+                raise
+            batch = 1  # a model exported with a fixed batch of 1
+            for item in items:
+                run([item])
+            return
+        for (row, _), p in zip(items, probs):
+            order = np.argsort(-p)[:TOP_K]
+            row["label"] = labels[order[0]]
+            row["confidence"] = round(float(p[order[0]]), 4)
+            for k, i in enumerate(order, 1):
+                row[f"top{k}"] = labels[i]
+                row[f"top{k}_p"] = round(float(p[i]), 4)
+
+    for path in files:
+        row: dict[str, Any] = {"exam": "", "file": str(path), "label": "", "confidence": "", "width": "", "height": "", "error": ""}
+        try:
+            image, row["exam"] = _read(path)
+            row["height"], row["width"] = image.shape[:2]
+            pending.append((row, preprocess(image, info)))
+        except FetalPlanesError as exc:
+            row["exam"] = exam_from_name(path)
+            row["error"] = exc.message
+            result.errors += 1
+        rows.append(row)
+        if len(pending) >= batch:
+            run(pending)
+            pending = []
+    if pending:
+        run(pending)
+    rows.sort(key=lambda r: (natural_key(r["exam"]), natural_key(r["file"])))
+    result.rows = rows
+    result.exams = len({r["exam"] for r in rows})
+    for r in rows:
+        if r["label"]:
+            result.counts[r["label"]] = result.counts.get(r["label"], 0) + 1
+    return result
+
+
+def write_csv(rows: Iterable[dict[str, Any]], out: str | Path) -> None:
+    """Write rows (columns: exam, file, label, confidence, top1..top3 with _p, width, height, error)."""
+    columns = ["exam", "file", "label", "confidence"]
+    for k in range(1, TOP_K + 1):
+        columns += [f"top{k}", f"top{k}_p"]
+    columns += ["width", "height", "error"]
+    if str(out) == "-":
+        f = sys.stdout
+        close = False
+    else:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        f = open(out, "w", newline="", encoding="utf-8")
+        close = True
+    try:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        for row in rows:
+            w.writerow(row)
+    finally:
+        if close:
+            f.close()
+
+
+def classify_paths(paths: Sequence[str], model: str, out: str, batch: int = 16, providers: Sequence[str] = ("cpu",)) -> ClassifyResult:
+    """The whole `fetalplanes classify`: find images, classify, write the CSV."""
+    from edge.backends import open_runner
+    from edge.backends.loader import model_kind
+
+    files = find_images(paths)
+    if not files:
+        raise FetalPlanesError(
+            f"no PNG/JPEG/DICOM images under {', '.join(paths)}",
+            hint=f"give folders or globs of images ({', '.join(IMAGE_SUFFIXES + DICOM_SUFFIXES)})",
+        )
+    options = {"providers": list(providers)} if model_kind(model) == "onnx" else {}
+    with open_runner(model, **options) as runner:
+        result = classify_files(files, runner, batch=batch)
+    write_csv(result.rows, out)
+    return result

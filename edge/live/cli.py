@@ -1,0 +1,142 @@
+"""`fetalplanes run` (the live loop) and `fetalplanes classify` (archives). Imports light."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from edge.cli import add_command
+from edge.errors import EXIT_FAILURE
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = add_command(
+        subparsers,
+        "run",
+        "Label the scanner's video live: capture -> sector -> model -> smoothing -> overlay/outputs.",
+        _run,
+        "fetalplanes run --model model.int8.onnx --input v4l2:///dev/video0 --output display://0 "
+        "--output jsonl://predictions.jsonl --status status.json",
+        description=(
+            "Label every frame of a scanner's video output with its standard plane.\n\n"
+            "inputs:  v4l2:///dev/video0 | 0 | clip.mp4 | file://clip.avi | rtsp://host/s | 'v4l2src ! ... ! appsink'\n"
+            "         | folder/ | 'imgs/*.png'\n"
+            "outputs: display://0 | out.mp4 | out.avi?codec=MJPG | jsonl://predictions.jsonl (several allowed)\n"
+            "settings come from --config FILE (TOML/YAML); flags given here override it."
+        ),
+    )
+    p.add_argument("--config", metavar="FILE", help="box settings (TOML, or YAML with PyYAML); flags override it")
+    p.add_argument("--model", help="model file (.onnx, or .engine/.plan for TensorRT)")
+    p.add_argument("--input", "-i", help="source URI (see above)")
+    p.add_argument("--output", "-o", action="append", metavar="URI", help="output URI; repeat for several (replaces the config file's list)")
+    p.add_argument("--roi", metavar="X,Y,W,H", help="the image sector in pixels; default: detect it")
+    p.add_argument("--status", metavar="FILE", help="heartbeat JSON written atomically about once a second")
+    g = p.add_argument_group("input")
+    g.add_argument("--width", type=int, help="capture width (live sources)")
+    g.add_argument("--height", type=int, help="capture height (live sources)")
+    g.add_argument("--fps", type=float, help="capture rate (live), pacing rate of image folders")
+    g.add_argument("--fourcc", help="V4L2 pixel format to request, e.g. MJPG")
+    g.add_argument("--loop", action="store_const", const=True, help="files/folders: start again at the end")
+    g.add_argument("--pace", help="files: off (every frame, as fast as possible; default), realtime (the file's fps, newest frame only), or a rate")
+    g.add_argument("--reconnect-tries", type=int, help="live: give up after this many failed reconnects in a row (0 = never)")
+    g = p.add_argument_group("labels")
+    g.add_argument("--uncertain-below", type=float, help="confidence under which the label is shown as uncertain")
+    g.add_argument("--ema", type=float, dest="ema_alpha", help="weight of the newest frame in the smoothing (1 = none)")
+    g.add_argument("--hold-frames", type=int, help="frames a new label must lead before it is shown")
+    g.add_argument("--freeze-frames", type=int, help="unchanged frames that make a frozen (stored) image")
+    g = p.add_argument_group("outputs")
+    g.add_argument("--mask-header", type=float, metavar="ROWS|FRACTION", help="black out the top band (patient name/ID) in frame outputs")
+    g.add_argument("--no-top3", action="store_const", const=False, dest="top3", help="no top-3 bars in the overlay")
+    g.add_argument("--codec", help="FourCC for video outputs (default by container: mp4v for .mp4, MJPG for .avi)")
+    g.add_argument("--rotate-mb", type=float, help="start a new jsonl/video file past this size (MB)")
+    g.add_argument("--keep-mb", type=float, help="delete the oldest files beyond this total (MB, per output)")
+    g.add_argument("--keep-files", type=int, help="keep at most this many old files per output")
+    g = p.add_argument_group("run")
+    g.add_argument("--max-frames", type=int, help="stop after this many frames")
+    g.add_argument("--max-seconds", type=float, help="stop after this many seconds")
+    g.add_argument("--providers", help="ONNX Runtime providers in order, comma-separated (cpu, cuda, tensorrt)")
+    g.add_argument("--threads", type=int, help="ONNX Runtime threads (0 = its default)")
+    g.add_argument("--summary-json", metavar="FILE", help="also write the end-of-run summary as JSON")
+    g.add_argument("--quiet", "-q", action="store_true", help="only warnings and the summary")
+
+    c = add_command(
+        subparsers,
+        "classify",
+        "Classify archived images (PNG/JPEG, DICOM with pydicom) into a CSV, one row per image, sorted by exam.",
+        _classify,
+        "fetalplanes classify archive/ 'more/*.png' --model model.int8.onnx --out results.csv",
+    )
+    c.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or quoted globs")
+    c.add_argument("--model", required=True, help="model file (.onnx or .engine)")
+    c.add_argument("--out", required=True, help="CSV to write ('-' for the terminal)")
+    c.add_argument("--batch", type=int, default=16, help="images per inference batch (default 16)")
+
+
+def _setup_logging(quiet: bool) -> None:
+    root = logging.getLogger("fetalplanes")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("fetalplanes: %(levelname)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict:
+    """The flags the user gave, as dotted RunConfig overrides (None = not given)."""
+    return {
+        "model": args.model,
+        "input": args.input,
+        "outputs": args.output,
+        "roi": args.roi,
+        "status": args.status,
+        "source.width": args.width,
+        "source.height": args.height,
+        "source.fps": args.fps,
+        "source.fourcc": args.fourcc,
+        "source.loop": args.loop,
+        "source.pace": args.pace,
+        "source.reconnect_tries": args.reconnect_tries,
+        "temporal.uncertain_below": args.uncertain_below,
+        "temporal.ema_alpha": args.ema_alpha,
+        "temporal.hold_frames": args.hold_frames,
+        "temporal.freeze_frames": args.freeze_frames,
+        "mask_header": args.mask_header,
+        "top3": args.top3,
+        "codec": args.codec,
+        "rotation.max_file_mb": args.rotate_mb,
+        "rotation.max_total_mb": args.keep_mb,
+        "rotation.max_files": args.keep_files,
+        "max_frames": args.max_frames,
+        "max_seconds": args.max_seconds,
+        "providers": [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None,
+        "threads": args.threads,
+    }
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge.live.config import load_run_config
+    from edge.live.loop import run_loop
+
+    _setup_logging(args.quiet)
+    config = load_run_config(args.config, overrides_from_args(args))
+    summary = run_loop(config)
+    print(summary.format())
+    if args.summary_json:
+        with open(args.summary_json, "w", encoding="utf-8") as f:
+            json.dump(summary.to_dict(), f, indent=1)
+    return summary.exit_code
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from edge.live.classify import classify_paths
+
+    _setup_logging(False)
+    result = classify_paths(args.paths, args.model, args.out, batch=max(1, args.batch))
+    where = "" if args.out == "-" else f" -> {args.out}"
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
+    print(f"{len(result.rows)} images, {result.exams} exams, {result.errors} unreadable{where}", file=sys.stderr)
+    if counts:
+        print(f"labels: {counts}", file=sys.stderr)
+    return EXIT_FAILURE if result.errors and result.errors == len(result.rows) else 0
