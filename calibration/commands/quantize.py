@@ -1,0 +1,85 @@
+"""`fetalplanes quantize`: INT8 (ONNX Runtime, QDQ) calibrated on training images, checked on validation patients."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edge.cli import add_command
+from edge.errors import EXIT_FAILURE, EXIT_OK
+
+
+def register(subparsers) -> None:
+    p = add_command(
+        subparsers,
+        "quantize",
+        "INT8-quantize an ONNX model (ONNX Runtime QDQ), check it on validation patients, say what to deploy here",
+        handle,
+        "fetalplanes quantize --onnx model.onnx --data FETAL_PLANES_DB --out model.int8.onnx",
+        description=(
+            "Calibrates on training-patient images, quantizes (QDQ, per-channel int8 weights), measures top-1 of "
+            "FP32 and INT8 on the validation patients, keeps in float the fewest layers needed for the accuracy "
+            "to hold, times FP32 and INT8 on this machine and names the file to deploy here. Writes "
+            "<out stem>.quantize.json and .md beside the output. Exit 1 when the INT8 accuracy does not hold."
+        ),
+    )
+    p.add_argument("--onnx", required=True, type=Path, help="FP32 ONNX model with fetalplanes metadata")
+    p.add_argument("--data", required=True, type=Path, help="FETAL_PLANES_DB folder (CSV + Images/) it was trained on")
+    p.add_argument("--out", required=True, type=Path, help="INT8 ONNX file to write (e.g. model.int8.onnx)")
+    p.add_argument("--method", default="entropy", choices=("minmax", "entropy", "percentile"),
+                   help="activation range calibration (default: entropy, 2048 histogram bins)")
+    p.add_argument("--activations", default=None, choices=("uint8", "int8"),
+                   help="activation type (default: uint8 asymmetric for --target cpu, int8 symmetric for tensorrt)")
+    p.add_argument("--target", default="cpu", choices=("cpu", "tensorrt"),
+                   help="who runs the INT8 file: ONNX Runtime on a CPU, or TensorRT (build-engine)")
+    p.add_argument("--calib-size", type=int, default=500, help="calibration images from training patients (500)")
+    p.add_argument("--seed", type=int, default=0, help="calibration sampling seed (and split seed if the model "
+                   "does not record its own)")
+    p.add_argument("--max-drop", type=float, default=1.0, help="allowed top-1 drop on validation, points (1.0)")
+    p.add_argument("--min-agreement", type=float, default=0.99, help="required argmax agreement with FP32 (0.99)")
+    p.add_argument("--percentile", type=float, default=99.999, help="--method percentile: the percentile (99.999)")
+    p.add_argument("--num-bins", type=int, default=None, help="histogram bins for entropy/percentile (2048)")
+    p.add_argument("--per-tensor", action="store_true", help="per-tensor weights instead of per-channel")
+    p.add_argument("--reduce-range", action="store_true", help="7-bit weights (older x86 CPUs without VNNI)")
+    p.add_argument("--no-search", action="store_true", help="do not look for layers to keep in float")
+    p.add_argument("--val-max-images", type=int, default=None, help="use at most this many validation images")
+    p.add_argument("--threads", type=int, default=0, help="threads for the timing (default: all usable cores)")
+
+
+def handle(args: argparse.Namespace) -> int:
+    from calibration.quantize_ort import QuantizeConfig
+    from calibration.quantize_workflow import QuantizeJob, report_paths, run_quantize
+
+    config = QuantizeConfig(
+        method=args.method,
+        target=args.target,
+        activations=args.activations,
+        per_channel=not args.per_tensor,
+        reduce_range=args.reduce_range,
+        num_bins=args.num_bins,
+        percentile=args.percentile,
+    )
+    job = QuantizeJob(
+        onnx=args.onnx,
+        data=args.data,
+        out=args.out,
+        config=config,
+        calib_size=args.calib_size,
+        seed=args.seed,
+        max_drop=args.max_drop,
+        min_agreement=args.min_agreement,
+        search=not args.no_search,
+        val_max_images=args.val_max_images,
+        threads=args.threads,
+    )
+    report = run_quantize(job)
+    json_path, md_path = report_paths(args.out)
+    rec = report["recommendation"]
+    v = report["validation"]["int8"]
+    print(f"wrote {args.out} ({report['sizes']['int8_over_fp32']:.2f} x FP32 size, "
+          f"{len(report['excluded_layers'])} layer(s) kept in float)")
+    print(f"validation top-1: FP32 {100 * v['top1_fp32']:.2f} %, INT8 {100 * v['top1_int8']:.2f} % "
+          f"(drop {v['drop_points']:.2f} points, agreement {100 * v['agreement']:.2f} %)")
+    print(f"deploy here: {rec['file']} ({rec['precision']}, {rec['hz']:.0f} Hz, batch 1, {rec['threads']} threads)")
+    print(f"report: {json_path} and {md_path}")
+    return EXIT_OK if report["accuracy_holds"] else EXIT_FAILURE
