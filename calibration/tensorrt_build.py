@@ -109,7 +109,8 @@ def plan_build(precision: str, tensorrt_version: str, has_qdq: bool, has_fp16_ty
                 f"this ONNX is {'Q/DQ-quantized' if has_qdq else 'FP16'}; TensorRT {tensorrt_version} builds it as typed",
                 hint=f"use --precision {'int8' if has_qdq else 'fp16'}",
             )
-        return BuildPlan(mode="strongly-typed", network_flags=net_flags)
+        kind = "int8-qdq" if has_qdq else ("fp16" if has_fp16_types else "fp32")
+        return BuildPlan(mode=f"strongly-typed-{kind}", network_flags=net_flags)
     if has_qdq and precision != "int8":
         raise FetalPlanesError(
             "this ONNX carries Q/DQ nodes (it is already quantized)",
@@ -154,11 +155,20 @@ class CalibrationFeeder:
     """Feeds calibration batches and keeps the calibration cache file; the TensorRT calibrator delegates here.
 
     ``next_batch()`` returns the next float32 batch or None at the end of the data.
+    ``source_sha256`` (of the ONNX) is stamped beside the cache (``<cache>.source``), so
+    that a cache made for another model is refused instead of silently reused.
     """
 
-    def __init__(self, batches: Iterable[np.ndarray] | None, batch_size: int, cache_path: str | Path | None = None):
+    def __init__(
+        self,
+        batches: Iterable[np.ndarray] | None,
+        batch_size: int,
+        cache_path: str | Path | None = None,
+        source_sha256: str = "",
+    ):
         self.batch_size = int(batch_size)
         self.cache_path = Path(cache_path) if cache_path else None
+        self.source_sha256 = source_sha256
         self._batches = iter(batches) if batches is not None else iter(())
         self.delivered = 0
 
@@ -175,15 +185,29 @@ class CalibrationFeeder:
         self.delivered += 1
         return np.ascontiguousarray(batch, dtype=np.float32)
 
+    @property
+    def stamp_path(self) -> Path | None:
+        return Path(str(self.cache_path) + ".source") if self.cache_path else None
+
     def read_cache(self) -> bytes | None:
-        if self.cache_path and self.cache_path.is_file() and self.cache_path.stat().st_size > 0:
-            return self.cache_path.read_bytes()
-        return None
+        """The cache's bytes if present (None: calibrate from the data); refuses a cache stamped for another ONNX."""
+        if not (self.cache_path and self.cache_path.is_file() and self.cache_path.stat().st_size > 0):
+            return None
+        stamp = self.stamp_path.read_text().strip() if self.stamp_path.is_file() else ""
+        if self.source_sha256 and stamp and stamp != self.source_sha256:
+            raise FetalPlanesError(
+                f"{self.cache_path}: calibration cache was made for another model (ONNX sha256 {stamp[:12]}..., "
+                f"this one {self.source_sha256[:12]}...)",
+                hint=f"delete {self.cache_path} (and {self.stamp_path.name}) to recalibrate, or give another --calib-cache",
+            )
+        return self.cache_path.read_bytes()
 
     def write_cache(self, cache: Any) -> None:
         if self.cache_path:
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
             self.cache_path.write_bytes(bytes(cache))
+            if self.source_sha256:
+                self.stamp_path.write_text(self.source_sha256 + "\n")
 
 
 def make_entropy_calibrator(trt: Any, cuda: Any, feeder: CalibrationFeeder, input_shape: tuple[int, ...]):
@@ -198,6 +222,7 @@ def make_entropy_calibrator(trt: Any, cuda: Any, feeder: CalibrationFeeder, inpu
         def __init__(self):
             base.__init__(self)
             self.feeder = feeder
+            self.error: Exception | None = None
             nbytes = int(np.prod(input_shape)) * 4
             self.device_input = cuda.mem_alloc(nbytes)
 
@@ -205,14 +230,23 @@ def make_entropy_calibrator(trt: Any, cuda: Any, feeder: CalibrationFeeder, inpu
             return feeder.batch_size
 
         def get_batch(self, names):
-            batch = feeder.next_batch()
-            if batch is None:
+            # Exceptions must not cross into TensorRT's C++ callback: keep it, end the data, re-raise after the build.
+            try:
+                batch = feeder.next_batch()
+                if batch is None:
+                    return None
+                cuda.memcpy_htod(self.device_input, batch)
+                return [int(self.device_input)]
+            except Exception as exc:
+                self.error = exc
                 return None
-            cuda.memcpy_htod(self.device_input, batch)
-            return [int(self.device_input)]
 
         def read_calibration_cache(self):
-            return feeder.read_cache()
+            try:
+                return feeder.read_cache()
+            except Exception as exc:
+                self.error = exc
+                return None
 
         def write_calibration_cache(self, cache):
             feeder.write_cache(cache)
@@ -326,6 +360,8 @@ def _build(trt, cuda, config: EngineBuildConfig, info: ModelInfo, gpu_name: str,
             calibrator.device_input.free()
         except Exception:
             pass
+        if calibrator.error is not None:
+            raise calibrator.error
     if serialized is None:
         raise FetalPlanesError(
             f"TensorRT {version} could not build an engine from {config.onnx} ({plan.mode}); see TensorRT's log above",
@@ -380,7 +416,10 @@ def _attach_calibrator(trt, cuda, builder, bconfig, network, info, config, calib
     elif not have_cache:
         raise FetalPlanesError("implicit INT8 needs --data or an existing --calib-cache", hint=QDQ_ROUTE)
     input_shape = (batch,) + tuple(info.input_shape(1)[1:])
-    feeder = CalibrationFeeder(iter_calibration_batches(data, batch) if data is not None else None, batch, config.calib_cache)
+    feeder = CalibrationFeeder(
+        iter_calibration_batches(data, batch) if data is not None else None, batch, config.calib_cache, sha256_file(config.onnx)
+    )
+    feeder.read_cache()  # refuse a cache made for another model now, not inside TensorRT's callback
     calibrator = make_entropy_calibrator(trt, cuda, feeder, input_shape)
     calib_profile = builder.create_optimization_profile()
     name = network.get_input(0).name

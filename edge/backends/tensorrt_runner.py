@@ -14,6 +14,7 @@ is developed); its logic is tested against a stand-in (tests/fakes). Run
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,10 +70,12 @@ def version_tuple(version: str) -> tuple[int, ...]:
     """'8.6.1.6' -> (8, 6, 1, 6); non-numeric tails are dropped."""
     parts = []
     for piece in str(version).split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
+        digits = re.match(r"\d+", piece)
         if not digits:
             break
-        parts.append(int(digits))
+        parts.append(int(digits.group()))
+        if digits.end() < len(piece):  # '0b6', '1rc1': the numeric part ends here
+            break
     return tuple(parts) or (0,)
 
 

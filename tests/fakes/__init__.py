@@ -31,3 +31,37 @@ def hide_tensorrt(monkeypatch):
     """Make `import tensorrt` and `import pycuda.driver` fail as on a box without them."""
     for name in ("tensorrt", "pycuda", "pycuda.driver"):
         monkeypatch.setitem(sys.modules, name, None)
+
+
+def build_fake_engine(onnx_path, engine_path, trt, max_batch: int = 4):
+    """Serialize an FP32 "engine" with the STAND-IN builder and write its sidecar (independent of calibration/)."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from edge.backends.engine_sidecar import EngineSidecar, sha256_file, write_sidecar
+    from edge.modelinfo import read_onnx_metadata
+
+    info = read_onnx_metadata(str(onnx_path))
+    builder = trt.Builder(trt.Logger())
+    flags = 0 if int(trt.__version__.split(".")[0]) >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    assert trt.OnnxParser(network, None).parse(Path(onnx_path).read_bytes())
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    tail = list(info.input_shape(1)[1:])
+    profile.set_shape(network.get_input(0).name, [1] + tail, [1] + tail, [max_batch] + tail)
+    config.add_optimization_profile(profile)
+    Path(engine_path).write_bytes(builder.build_serialized_network(network, config))
+    sidecar = EngineSidecar(
+        model_info=asdict(info),
+        precision="fp32",
+        mode="fp32",
+        tensorrt_version=trt.__version__,
+        gpu_name="Fake GPU (stand-in)",
+        compute_capability="8.7",
+        onnx_path=str(Path(onnx_path).resolve()),
+        onnx_sha256=sha256_file(onnx_path),
+        profile={network.get_input(0).name: {"min": [1] + tail, "opt": [1] + tail, "max": [max_batch] + tail}},
+    )
+    write_sidecar(engine_path, sidecar)
+    return Path(engine_path)
