@@ -28,11 +28,15 @@ MIN_CALIBRATION_IMAGES = 32
 def split_config_for(info: ModelInfo, seed: int = 0) -> SplitConfig:
     """The split the model was trained with, as far as its metadata records it.
 
-    Training may record its split under ``info.extra["split"]`` (keys of
-    :class:`~edge.data.SplitConfig`); otherwise the default split with ``seed``.
-    The validation patients of that split are the ones calibration must avoid.
+    ``fetalplanes train`` records its arguments under ``info.extra["args"]``
+    (seed, val_fraction, brain_extra, max_train_patients); ``info.extra["split"]``
+    is read too. Whatever is not recorded: the defaults, with ``seed``. The
+    validation patients of that split are the ones calibration must avoid.
     """
-    recorded = dict(info.extra.get("split", {})) if isinstance(info.extra.get("split"), dict) else {}
+    recorded: dict = {}
+    for key in ("args", "split"):
+        if isinstance(info.extra.get(key), dict):
+            recorded.update(info.extra[key])
     keep = {k: recorded[k] for k in ("seed", "val_fraction", "brain_extra", "max_train_patients") if k in recorded}
     keep.setdefault("seed", seed)
     return SplitConfig(task=info.task, **keep)
