@@ -141,29 +141,26 @@ def make_selftest_onnx(path: Path, input_size: int = 64, seed: int = 0) -> Path:
     return path
 
 
-def synthetic_images(n: int, size: int = 160, seed: int = 0) -> list[np.ndarray]:
-    """Gray ultrasound-like test images (a bright sector with speckle and an ellipse); varied on purpose."""
-    import cv2
+def phantom_images(n: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` phantom B-mode images (edge.phantom), cycling over the six planes and the machines' looks."""
+    from edge.labels import NOT_A_BRAIN, PLANES
+    from edge.phantom.render import LOOKS, render_image
 
     rng = np.random.default_rng(seed)
+    machines = list(LOOKS)
     images = []
-    for _ in range(n):
-        img = np.zeros((size, size + int(rng.integers(0, 60))), np.uint8)
-        h, w = img.shape
-        cv2.ellipse(img, (w // 2, 0), (int(w * 0.45), int(h * 0.95)), 90, -40, 40, 90, -1)
-        speckle = rng.gamma(2.0, 25.0, img.shape)
-        img = np.clip(img * (speckle / 50.0), 0, 255).astype(np.uint8)
-        center = (int(rng.integers(w // 4, 3 * w // 4)), int(rng.integers(h // 3, 3 * h // 4)))
-        axes = (int(rng.integers(8, w // 4)), int(rng.integers(6, h // 4)))
-        cv2.ellipse(img, center, axes, float(rng.uniform(0, 180)), 0, 360, int(rng.integers(120, 255)), int(rng.integers(1, 4)))
-        images.append(img)
+    for i in range(n):
+        plane = PLANES[i % len(PLANES)]
+        brain = "Trans-thalamic" if plane == "Fetal brain" else NOT_A_BRAIN
+        width = int(rng.integers(160, 320))
+        images.append(render_image(plane, brain, machines[i % len(machines)], rng, width, int(width * 0.7)))
     return images
 
 
 def load_images(data: str | None, samples: int) -> tuple[list[np.ndarray], str]:
-    """Up to ``samples`` images from a folder (recursive), else synthetic ones; returns (images, description)."""
+    """Up to ``samples`` images from a folder (recursive), else phantom ones."""
     if not data:
-        return synthetic_images(samples), f"{samples} synthetic images"
+        return phantom_images(samples), f"{samples} phantom images (edge.phantom)"
     from edge.preprocess import read_gray
 
     root = Path(data)
@@ -383,12 +380,12 @@ def register(subparsers) -> None:
         "selftest",
         "verify the TensorRT path on this GPU box: build FP16/INT8 engines, compare with ONNX Runtime",
         _run,
-        "fetalplanes selftest                      # a small built-in model on synthetic images\n"
+        "fetalplanes selftest                      # a small built-in model on phantom images\n"
         "  fetalplanes selftest --onnx model.onnx --data FETAL_PLANES_DB/Images --out selftest/",
         description=__doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
     )
     p.add_argument("--onnx", help="model to check (default: a small model the selftest makes)")
-    p.add_argument("--data", help="folder of sample images (default: synthetic images)")
+    p.add_argument("--data", help="folder of sample images (default: phantom images)")
     p.add_argument("--samples", type=int, default=32, help="images to compare on (default 32)")
     p.add_argument("--out", help="keep engines and selftest.json here (default: a temporary folder)")
     p.add_argument("--max-batch", type=int, default=8, help="engine profile max batch (default 8)")

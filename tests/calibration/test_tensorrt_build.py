@@ -201,3 +201,17 @@ def test_build_engine_command(monkeypatch, tmp_path, tiny_onnx, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["build-engine", "--onnx", str(tiny_onnx), "--precision", "int4", "--out", str(out)])
     assert exit_.value.code == 2
+
+
+def test_implicit_int8_from_a_dataset_folder_uses_the_calibration_set(monkeypatch, tmp_path, tiny_onnx):
+    from edge.phantom.dataset import write_phantom_dataset
+
+    trt, _ = install_fake_tensorrt(monkeypatch, "8.6.1.6")
+    db = write_phantom_dataset(tmp_path / "db", patients=12, seed=0, size=64)
+    cfg = EngineBuildConfig(str(tiny_onnx), str(tmp_path / "m.engine"), "int8", data_dir=str(db), calib_size=16, calib_batch=4)
+    sc = build_engine(cfg)
+    assert trt.build_log[-1]["calibration_batches"] == 4 and sc.build_options["data_dir"] == str(db)
+    small = write_phantom_dataset(tmp_path / "small", patients=4, seed=0, size=64)
+    cfg.data_dir = str(small)
+    with pytest.raises(FetalPlanesError, match="too few for a calibration set"):
+        build_engine(cfg)
