@@ -233,7 +233,7 @@ class VideoOutput(Output):
         self.writer.write(frame)
         self.frames += 1
         self._since_check += 1
-        if self.rotator.config.enabled and self._since_check >= 30:
+        if self.rotator.config.enabled and self._since_check >= 10:
             self._since_check = 0
             if self.rotator.due(self.path.stat().st_size):
                 self.writer.release()
