@@ -380,16 +380,33 @@ def test_cli_exit_codes_and_json(tiny_onnx, real_videos, tmp_path, capsys):
 
 def test_cli_reads_the_box_config(tiny_onnx, real_videos, tmp_path, capsys):
     cfg = tmp_path / "box.toml"
-    cfg.write_text(f'model = "{tiny_onnx}"\ninput = "{real_videos[0]}"\noutputs = ["jsonl://p.jsonl"]\n')
+    cfg.write_text(f'model = "{tiny_onnx}"\ninput = "{real_videos[0]}"\noutputs = ["jsonl://{tmp_path}/out/p.jsonl", "display://0"]\n')
     assert main(["doctor", "--config", str(cfg), "--measure-s", "0.05", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["options"]["model"] == str(tiny_onnx) and report["options"]["input"] == str(real_videos[0])
+    assert report["options"]["record_dir"] == str(tmp_path / "out")
+    assert [f["status"] for f in report["findings"] if f["check"] == "config"] == [OK]
     # a flag overrides the file
     assert main(["doctor", "--config", str(cfg), "--input", str(tmp_path / "gone.mp4"), "--measure-s", "0.05"]) == 1
     capsys.readouterr()
     bad = tmp_path / "bad.toml"
     bad.write_text("model = \n")
     assert main(["doctor", "--config", str(bad)]) == 2
+    typo = tmp_path / "typo.toml"
+    typo.write_text('modle = "m.onnx"\n')
+    assert main(["doctor", "--config", str(typo)]) == 2
+    assert "unknown setting 'modle'" in capsys.readouterr().err
+    no_model = tmp_path / "no_model.toml"
+    no_model.write_text(f'input = "{real_videos[0]}"\n')
+    assert main(["doctor", "--config", str(no_model)]) == 1
+    assert "no model given" in capsys.readouterr().out
+
+
+def test_output_dirs(tmp_path):
+    assert doctor.output_dirs(["display://0", f"jsonl://{tmp_path}/a/p.jsonl", f"{tmp_path}/a/rec.mp4?codec=MJPG", f"file://{tmp_path}/b/r.avi"]) == [
+        str(tmp_path / "a"),
+        str(tmp_path / "b"),
+    ]
 
 
 # ----------------------------------------------------------------------------- this machine
