@@ -163,6 +163,7 @@ class TensorRTRunner(Runner):
         self.max_batch = 0
         self._trt = self._cuda = self._cuda_ctx = None
         self._engine = self._context = self._stream = None
+        self._runtime = self._logger = None
         self._input: IOTensor | None = None
         self._output: IOTensor | None = None
         self._host: dict[str, np.ndarray] = {}
@@ -189,10 +190,10 @@ class TensorRTRunner(Runner):
         self._cuda_ctx.pop()
 
     def _load(self, trt: Any, cuda: Any) -> None:
-        logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(logger)
-        data = Path(self.path).read_bytes()
-        engine = runtime.deserialize_cuda_engine(data)
+        # logger and runtime must outlive the engine: keep them on the runner
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        engine = self._runtime.deserialize_cuda_engine(Path(self.path).read_bytes())
         if engine is None:
             raise FetalPlanesError(
                 f"{self.path}: TensorRT {trt.__version__} could not deserialize this engine (see TensorRT's log above)",
@@ -258,6 +259,7 @@ class TensorRTRunner(Runner):
         self._device_mem.clear()
         self._host.clear()
         self._context = self._engine = self._stream = None
+        self._runtime = self._logger = None
 
     def _detach(self) -> None:
         try:
