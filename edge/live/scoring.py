@@ -1,0 +1,121 @@
+"""Score the loop's smoothed labels against a ground-truth sidecar (phantom videos).
+
+The sidecar ``<name>.truth.csv`` has ``frame,time_s,plane,brain_plane,state,x,y,w,h``
+(written by :mod:`edge.phantom.video`). The loop's ``jsonl://`` output has one
+record per processed frame with the source ``frame`` index. Frames are matched
+by index; frames the loop did not process (dropped) are counted, not scored.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from edge.errors import FetalPlanesError
+from edge.labels import BRAIN, PLANES
+
+
+def read_predictions(jsonl_path: str | Path) -> dict[int, dict[str, Any]]:
+    """Per-frame records of a jsonl output (the last record wins if a frame repeats, e.g. --loop)."""
+    path = Path(jsonl_path)
+    if not path.is_file():
+        raise FetalPlanesError(f"{path}: predictions file not found", hint="run `fetalplanes run ... --output jsonl://FILE` first")
+    records: dict[int, dict[str, Any]] = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise FetalPlanesError(f"{path}:{number}: not a JSON line", hint="the file was cut or edited; re-run the loop") from None
+            if "frame" in rec and "label" in rec:
+                records[int(rec["frame"])] = rec
+    return records
+
+
+def read_truth(truth_csv: str | Path) -> list[dict[str, str]]:
+    """Rows of a ``.truth.csv`` sidecar."""
+    path = Path(truth_csv)
+    if not path.is_file():
+        raise FetalPlanesError(f"{path}: ground-truth sidecar not found", hint="it is written beside the phantom video as <name>.truth.csv")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    needed = {"frame", "plane", "state"}
+    if not rows or not needed <= set(rows[0]):
+        raise FetalPlanesError(f"{path}: expected columns frame,time_s,plane,brain_plane,state,x,y,w,h", hint="regenerate the phantom video")
+    return rows
+
+
+def _changes(seq: list[str]) -> int:
+    return sum(1 for a, b in zip(seq, seq[1:]) if a != b)
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+def score_against_truth(jsonl_path: str | Path, truth_csv: str | Path) -> dict[str, Any]:
+    """Accuracy and flicker of the smoothed labels against the sidecar.
+
+    Returns: ``frames_truth``, ``frames_scored`` (matched by index), ``accuracy``
+    (label == truth, "uncertain" frames count as wrong), ``accuracy_confident``
+    (over frames not uncertain) and ``coverage`` (share not uncertain),
+    ``accuracy_by_state`` (per truth state), ``label_changes`` of prediction and
+    truth, ``flicker`` (prediction changes beyond the truth's, >= 0),
+    ``confusion`` (truth -> predicted -> count), ``sector_iou_mean`` when the
+    sidecar has a box, and ``freeze`` (frozen frames predicted vs true).
+    """
+    preds = read_predictions(jsonl_path)
+    truth = read_truth(truth_csv)
+    labels_seen = {r["label"] for r in preds.values()}
+    column = "brain_plane" if labels_seen and labels_seen <= set(BRAIN) and not labels_seen <= set(PLANES) else "plane"
+    matched = [(row, preds[int(row["frame"])]) for row in truth if int(row["frame"]) in preds]
+    n = len(matched)
+    correct = sum(1 for row, p in matched if p["label"] == row[column] and p.get("state") != "uncertain")
+    confident = [(row, p) for row, p in matched if p.get("state") != "uncertain"]
+    by_state: dict[str, list[int]] = {}
+    confusion: dict[str, Counter] = {}
+    ious = []
+    frozen_true = frozen_pred = frozen_both = 0
+    for row, p in matched:
+        ok = int(p["label"] == row[column] and p.get("state") != "uncertain")
+        by_state.setdefault(row.get("state", ""), []).append(ok)
+        confusion.setdefault(row[column], Counter())[p["label"] if p.get("state") != "uncertain" else "uncertain"] += 1
+        if all(row.get(k, "") not in ("", None) for k in "xywh") and "box" in p:
+            ious.append(_iou([float(row[k]) for k in "xywh"], [float(v) for v in p["box"]]))
+        t_frozen = row.get("state", "").lower().startswith("froz")
+        p_frozen = p.get("state") == "frozen"
+        frozen_true += t_frozen
+        frozen_pred += p_frozen
+        frozen_both += t_frozen and p_frozen
+    pred_seq = [p["label"] for _, p in matched]
+    truth_seq = [row[column] for row, _ in matched]
+    result: dict[str, Any] = {
+        "task_column": column,
+        "frames_truth": len(truth),
+        "frames_scored": n,
+        "frames_missing": len(truth) - n,
+        "accuracy": round(correct / n, 4) if n else None,
+        "accuracy_confident": round(sum(p["label"] == r[column] for r, p in confident) / len(confident), 4) if confident else None,
+        "coverage": round(len(confident) / n, 4) if n else None,
+        "accuracy_by_state": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_state.items())},
+        "label_changes": _changes(pred_seq),
+        "label_changes_truth": _changes(truth_seq),
+        "flicker": max(0, _changes(pred_seq) - _changes(truth_seq)),
+        "confusion": {k: dict(v) for k, v in sorted(confusion.items())},
+        "freeze": {"frames_true": frozen_true, "frames_predicted": frozen_pred, "frames_both": frozen_both},
+    }
+    if ious:
+        result["sector_iou_mean"] = round(sum(ious) / len(ious), 4)
+    return result
