@@ -119,7 +119,7 @@ def check_python(version: str) -> list[Finding]:
     return [Finding("python", OK, f"Python {version}{note}")]
 
 
-def check_libraries(libs: dict[str, str | None], is_jetson: bool) -> list[Finding]:
+def check_libraries(libs: dict[str, str | None]) -> list[Finding]:
     """Required runtime packages must be importable; optional ones are reported."""
     out = []
     fixes = {
@@ -354,12 +354,18 @@ def check_input(text: str, build: dict[str, Any], timeout_s: float = 15.0) -> li
         return [Finding("input", FAIL, "the input is a GStreamer pipeline but this OpenCV has no GStreamer", input_fix(target, build))]
     ok, what = _with_timeout(lambda: _open_and_read(text, target), timeout_s)
     if ok:
-        return [Finding("input", OK, f"{text}: {target.kind} opens, one frame read: {what}")]
+        return [Finding("input", OK, f"{text}: {target.kind} source opens, one frame read: {what}")]
     return [Finding("input", FAIL, f"{text}: {target.kind} does not deliver frames: {what}", input_fix(target, build))]
 
 
 def _open_and_read(text: str, target: CaptureTarget) -> tuple[bool, str]:
     """Open the source the way `fetalplanes run` does (edge.live.sources) and read one frame."""
+    try:  # OpenCV's own warnings about a missing device would clutter the table
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except Exception:
+        pass
     try:
         from edge.live.sources import open_source
     except ImportError:  # an install without the live loop: plain OpenCV
@@ -533,7 +539,7 @@ def diagnose(options: DoctorOptions, facts: Facts | None = None) -> list[Finding
     facts = facts or Facts.read()
     is_jetson = bool(facts.jetson)
     findings = check_python(facts.python)
-    findings += check_libraries(facts.libraries, is_jetson)
+    findings += check_libraries(facts.libraries)
     findings += check_providers(facts.providers, facts.has_gpu, is_jetson)
     findings += check_cpu(facts.cpu)
     findings += check_gpu(facts)

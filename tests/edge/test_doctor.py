@@ -80,6 +80,18 @@ NVIDIA_SMI_BANNER = """+--------------------------------------------------------
 PROC_NVIDIA_VERSION = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\nGCC version:  gcc version 12.3.0\n"
 PROC_NVIDIA_VERSION_OPEN = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  550.54.14  Release Build  (dvs-builder@U16-I3-B03-4-3)\n"
 
+# Captured on an NVIDIA H200 machine (driver 580, open kernel module) with `fetalplanes doctor`'s own commands.
+H200_SMI_QUERY = "NVIDIA H200, 580.159.04, 143771, 9.0\n"
+H200_SMI_BANNER = """Sun Nov 29 19:21:58 2026
++-----------------------------------------------------------------------------------------+
+| NVIDIA-SMI 580.159.04             Driver Version: 580.159.04     CUDA Version: 13.0     |
++-----------------------------------------+------------------------+----------------------+
+| GPU  Name                 Persistence-M | Bus-Id          Disp.A | Volatile Uncorr. ECC |
+|=========================================+========================+======================|
+|   0  NVIDIA H200                    On  |   00000000:00:06.0 Off |                    0 |
+"""
+H200_PROC_VERSION = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (nixbld@)  \nGCC version:  gcc version 15.3.0 (GCC) \n"
+
 TEGRA_JP62 = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025\n# KERNEL_VARIANT: oot\n"
 TEGRA_JP512 = "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023\n"
 
@@ -174,6 +186,20 @@ def test_nvidia_smi_parsing():
     assert sysinfo.parse_nvidia_proc_version(PROC_NVIDIA_VERSION) == "535.104.05"
     assert sysinfo.parse_nvidia_proc_version(PROC_NVIDIA_VERSION_OPEN) == "550.54.14"
     assert sysinfo.parse_nvidia_proc_version("") == ""
+
+
+def test_nvidia_texts_captured_on_an_h200():
+    [gpu] = sysinfo.parse_nvidia_smi_query(H200_SMI_QUERY)
+    assert (gpu.name, gpu.driver, gpu.memory_mib, gpu.compute_capability) == ("NVIDIA H200", "580.159.04", 143771, "9.0")
+    assert sysinfo.parse_nvidia_smi_banner(H200_SMI_BANNER) == {"driver": "580.159.04", "cuda_version": "13.0"}
+    assert sysinfo.parse_nvidia_proc_version(H200_PROC_VERSION) == "580.159.04"
+    gpu.cuda_version = "13.0"
+    facts = canned_facts(gpus=[gpu], driver="580.159.04")
+    [row] = by_check(doctor.check_gpu(facts), "gpu")
+    assert row.status == OK and "compute capability 9.0" in row.detail and "CUDA 13.0" in row.detail
+    # no TensorRT there: the doctor says what is missing but nothing blocks the ONNX path
+    assert by_check(doctor.check_gpu(facts), "tensorrt")[0].status == WARN
+    assert doctor.verdict(doctor.diagnose(DoctorOptions(), facts)) == 0
 
 
 @pytest.mark.parametrize(
@@ -359,10 +385,25 @@ def test_model_checks(tiny_onnx, tmp_path):
     (tmp_path / "m.quantize.json").write_text(json.dumps({"recommended": {"file": "m.int8.onnx", "hz": 363}}))
     rec = by_check(doctor.check_model(str(model), facts, 0.05), "quantize report")
     assert rec and "m.int8.onnx (363 Hz)" in rec[0].detail
-    # not a model / an engine without TensorRT
+    # not a model
     junk = tmp_path / "junk.onnx"
     junk.write_text("not onnx")
     assert by_check(doctor.check_model(str(junk), facts, 0.05), "model")[0].status == FAIL
+
+
+def test_engine_on_a_box_without_tensorrt(tiny_onnx, tmp_path, monkeypatch):
+    import edge.backends
+    from edge.backends import read_model_info
+
+    info = read_model_info(tiny_onnx)
+    monkeypatch.setattr(edge.backends, "read_model_info", lambda path: info)  # the sidecar's metadata
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"\0")
+    [load] = by_check(doctor.check_model(str(engine), canned_facts(), 0.05), "model load")
+    assert load.status == FAIL and "an NVIDIA GPU, TensorRT, pycuda" in load.detail
+    gpu_no_pycuda = canned_facts(gpus=[sysinfo.GpuInfo("Tesla T4")], libraries=dict(ALL_LIBS, tensorrt="10.3.0"))
+    [load] = by_check(doctor.check_model(str(engine), gpu_no_pycuda, 0.05), "model load")
+    assert load.status == FAIL and load.detail.endswith("lacks pycuda")
 
 
 def test_cli_exit_codes_and_json(tiny_onnx, real_videos, tmp_path, capsys):
