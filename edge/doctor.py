@@ -407,15 +407,21 @@ def check_disk(record_dir: str, min_free_gb: float, usage: Callable[[str], Any] 
 
 
 def quantize_report_path(model: str | Path) -> Path:
-    """`<model stem>.quantize.json` beside the model (written by `fetalplanes quantize`)."""
+    """The quantize report for a model: `<model stem>.quantize.json` beside it.
+
+    `fetalplanes quantize --out model.int8.onnx` writes `model.int8.quantize.json`; for
+    `model.onnx` (its FP32 input) or `model.fp32.onnx` that report is found too.
+    Returns the first that exists, else `<model stem>.quantize.json`.
+    """
     p = Path(model)
     stem = p.name[: -len(p.suffix)] if p.suffix else p.name
+    base = stem
     for tail in (".int8", ".fp32", ".fp16"):
-        if stem.endswith(tail) and not (p.parent / f"{stem}.quantize.json").exists():
-            base = p.parent / f"{stem[: -len(tail)]}.quantize.json"
-            if base.exists():
-                return base
-    return p.parent / f"{stem}.quantize.json"
+        if base.endswith(tail):
+            base = base[: -len(tail)]
+    candidates = [p.parent / f"{stem}.quantize.json", p.parent / f"{base}.quantize.json"]
+    candidates += sorted(p.parent.glob(f"{base}.*.quantize.json"))
+    return next((c for c in candidates if c.is_file()), candidates[0])
 
 
 def recommendation_from_report(data: Any) -> str | None:

@@ -65,6 +65,7 @@ class CpuInfo:
     model: str = "unknown"
     arch: str = "unknown"  # "x86_64" or "aarch64" (from the text), else platform.machine()
     logical_cpus: int = 0
+    physical_cores: int = 0  # distinct (physical id, core id) on x86; one per processor on Arm
     flags: list[str] = field(default_factory=list)
     isa: dict[str, bool] = field(default_factory=dict)
 
@@ -101,6 +102,8 @@ def parse_cpuinfo(text: str) -> CpuInfo:
     processors = 0
     arm_part = ""
     implementer = ""
+    cores: set[tuple[str, str]] = set()
+    package = ""
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         if not sep:
@@ -118,8 +121,12 @@ def parse_cpuinfo(text: str) -> CpuInfo:
             implementer = value.lower()
         elif key == "hardware" and not model:  # older Arm kernels
             model = value
+        elif key == "physical id":
+            package = value
+        elif key == "core id":
+            cores.add((package, value))
     is_arm = bool(arm_part) or "asimd" in flags or "neon" in flags
-    if not model and arm_part:
+    if arm_part and (not model or model.startswith("ARMv")):  # "ARMv8 Processor rev 1 (v8l)" says nothing
         core = ARM_PARTS.get(arm_part, f"Arm core part {arm_part}")
         model = f"{core} (implementer {implementer})" if implementer else core
     arch = "aarch64" if is_arm else ("x86_64" if "sse2" in flags or "lm" in flags else "unknown")
@@ -127,6 +134,7 @@ def parse_cpuinfo(text: str) -> CpuInfo:
         model=model or "unknown",
         arch=arch,
         logical_cpus=processors,
+        physical_cores=len(cores) if cores else (processors if is_arm else 0),
         flags=flags,
         isa=isa_from_flags(flags),
     )
@@ -416,6 +424,7 @@ def machine_stamp() -> dict[str, Any]:
             "model": cpu.model,
             "arch": cpu.arch,
             "logical_cpus": cpu.logical_cpus,
+            "physical_cores": cpu.physical_cores,
             "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cpu.logical_cpus,
             "isa": cpu.isa,
             "int8_dot_product": cpu.int8_dot_product,

@@ -141,6 +141,10 @@ def test_cpuinfo_x86_avx2_without_vnni():
     cpu = sysinfo.parse_cpuinfo(CPUINFO_X86_AVX2)
     assert cpu.model == "Intel(R) Xeon(R) CPU E5-2690 v4 @ 2.60GHz"
     assert cpu.arch == "x86_64" and cpu.logical_cpus == 2
+    # no "core id" lines in this excerpt: physical cores unknown rather than guessed
+    assert cpu.physical_cores == 0
+    with_ids = CPUINFO_X86_AVX2.replace("flags", "physical id\t: 0\ncore id\t\t: 0\nflags")
+    assert sysinfo.parse_cpuinfo(with_ids).physical_cores == 1  # two hyper-threads of one core
     assert cpu.isa["avx2"] and not cpu.isa["avx512"]
     assert not cpu.int8_dot_product
     [f] = doctor.check_cpu(cpu)
@@ -168,6 +172,7 @@ def test_cpuinfo_jetson_orin_has_arm_dotprod():
 def test_cpuinfo_jetson_nano_lacks_dotprod():
     cpu = sysinfo.parse_cpuinfo(CPUINFO_NANO)
     assert cpu.arch == "aarch64" and not cpu.int8_dot_product
+    assert cpu.model.startswith("Cortex-A57") and cpu.physical_cores == 1
     [f] = doctor.check_cpu(cpu)
     assert f.status == WARN and "asimddp" in f.detail
 
@@ -322,6 +327,10 @@ def test_quantize_report(tmp_path):
     (tmp_path / "model.quantize.json").write_text("{}")
     assert doctor.quantize_report_path(tmp_path / "model.int8.onnx") == tmp_path / "model.quantize.json"
     assert doctor.quantize_report_path(tmp_path / "other.onnx") == tmp_path / "other.quantize.json"
+    # `quantize --out net.int8.onnx` writes net.int8.quantize.json: found for net.int8.onnx and for net.onnx
+    (tmp_path / "net.int8.quantize.json").write_text("{}")
+    assert doctor.quantize_report_path(tmp_path / "net.int8.onnx") == tmp_path / "net.int8.quantize.json"
+    assert doctor.quantize_report_path(tmp_path / "net.onnx") == tmp_path / "net.int8.quantize.json"
 
 
 def test_disk_check(tmp_path):
@@ -382,9 +391,11 @@ def test_model_checks(tiny_onnx, tmp_path):
     # a quantize report beside the model is quoted
     model = tmp_path / "m.onnx"
     shutil.copy(tiny_onnx, model)
-    (tmp_path / "m.quantize.json").write_text(json.dumps({"recommended": {"file": "m.int8.onnx", "hz": 363}}))
+    # in the shape `fetalplanes quantize` writes (calibration/quantize_workflow.py)
+    report = {"recommendation": {"file": "m.int8.onnx", "name": "int8-s8s8", "precision": "int8", "hz": 363.4, "threads": 2, "reason": "fastest whose accuracy holds"}}
+    (tmp_path / "m.int8.quantize.json").write_text(json.dumps(report))
     rec = by_check(doctor.check_model(str(model), facts, 0.05), "quantize report")
-    assert rec and "m.int8.onnx (363 Hz)" in rec[0].detail
+    assert rec and "m.int8.onnx (int8; 363 Hz; fastest whose accuracy holds)" in rec[0].detail
     # not a model
     junk = tmp_path / "junk.onnx"
     junk.write_text("not onnx")
