@@ -32,6 +32,7 @@ log = logging.getLogger("fetalplanes.live")
 TIMING_WINDOW = 8192  # frames kept for the per-stage percentiles
 MIN_SIDE = 16  # frames smaller than this (either side) are skipped as corrupt
 MAX_CONSECUTIVE_ERRORS = 100
+FREEZE_THUMB = 96  # freeze detection compares 96x96 thumbnails of the sector (what TemporalConfig.freeze_diff is tuned for)
 STAGES = ("sector", "preprocess", "infer", "temporal", "overlay", "outputs", "total")
 
 
@@ -433,7 +434,11 @@ def _process(config, capture, runner, info, labels, tracker, temporal, outputs, 
                 summary.skipped_reasons["roi outside frame"] = summary.skipped_reasons.get("roi outside frame", 0) + 1
                 continue
             t1 = perf()
-            small = resize_gray(to_gray(crop), info)
+            gray = to_gray(crop)
+            small = resize_gray(gray, info)
+            # freeze thumbnail: from the model input when it is larger (cheap), else from the crop
+            src = small if info.input_size >= FREEZE_THUMB else gray
+            thumb = cv2.resize(src, (FREEZE_THUMB, FREEZE_THUMB), interpolation=cv2.INTER_AREA)
             t2 = perf()
             infer_s = [0.0, 0.0]
 
@@ -446,7 +451,7 @@ def _process(config, capture, runner, info, labels, tracker, temporal, outputs, 
                 infer_s[1] = perf() - tb
                 return p
 
-            decision = temporal.step(small, infer)
+            decision = temporal.step(thumb, infer)
             t3 = perf()
             frame_latency = t3 - frame.t_capture
             n = summary.frames

@@ -38,8 +38,8 @@ class TemporalConfig:
     switch_margin: float = 0.1  # a new label must lead the shown one by this much ...
     hold_frames: int = 3  # ... for this many consecutive frames
     uncertain_below: float = 0.5  # smoothed confidence under which the state is "uncertain"
-    freeze_diff: float = 0.75  # mean |difference| in gray levels under which two frames are "the same"
-    freeze_frames: int = 5  # that many unchanged frames in a row = a frozen image
+    freeze_diff: float = 0.3  # mean |difference| (gray levels, 96 px thumbnails) under which two frames are "the same"
+    freeze_frames: int = 8  # that many unchanged frames in a row = a frozen image
 
     def validate(self, source: str = "temporal settings") -> None:
         problems = []
