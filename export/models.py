@@ -57,6 +57,9 @@ def resolve_arch(arch: str) -> str:
     key = ALIASES.get(key.replace("_", ""), ALIASES.get(key, key))
     if key in names:
         return key
+    squashed = {n.replace("_", ""): n for n in names}
+    if key.replace("_", "") in squashed:
+        return squashed[key.replace("_", "")]
     close = difflib.get_close_matches(key, names, n=5, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise FetalPlanesError(

@@ -1,0 +1,73 @@
+"""A runner for fetalplanes PyTorch checkpoints, with the interface of :class:`edge.backends.base.Runner`.
+
+So that ``evaluate`` (and comparisons) run checkpoints and model files (ONNX, TensorRT) through one
+code path: the same ``edge.preprocess`` in front, the same ``infer``/``predict`` calls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.backends.base import Runner
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+class TorchRunner(Runner):
+    """Runs ``RUN_DIR/best.pt`` (or any checkpoint of `fetalplanes train`) with PyTorch.
+
+    ``device``: "cpu" (default), "cuda", "cuda:N" or "auto". The ModelInfo comes from the checkpoint.
+    """
+
+    name = "torch"
+
+    def __init__(self, path: str, device: str = "cpu", threads: int = 0):
+        from export.checkpoint import load_checkpoint
+
+        model, info, ckpt = load_checkpoint(path)
+        super().__init__(str(path), info)
+        self.model = model
+        self.checkpoint: dict[str, Any] = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer")}
+        self.device_name = device
+        self.threads = threads
+        self.device = None
+
+    def activate_impl(self) -> None:
+        import torch
+
+        from edge.errors import FetalPlanesError
+
+        name = self.device_name
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise FetalPlanesError(f"{self.path}: --device {name}: no CUDA device here", hint="use the CPU")
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        self.device = torch.device(name)
+        self.model.to(self.device).eval()
+
+    def infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(batch).to(self.device))
+        return out.float().cpu().numpy()
+
+    def deactivate_impl(self) -> None:
+        self.model.to("cpu")
+
+    def describe(self) -> str:
+        return f"{self.name}:{self.path} (epoch {self.checkpoint.get('epoch')})"
+
+
+def open_any_runner(path: str | Path, **options: Any) -> Runner:
+    """``.pt``/``.pth``/``.ckpt`` -> :class:`TorchRunner`; anything else -> :func:`edge.backends.open_runner`."""
+    if Path(path).suffix.lower() in CHECKPOINT_SUFFIXES:
+        return TorchRunner(str(path), **{k: v for k, v in options.items() if k in ("device", "threads")})
+    from edge.backends import open_runner
+
+    return open_runner(path, **options)
