@@ -119,3 +119,24 @@ def score_against_truth(jsonl_path: str | Path, truth_csv: str | Path) -> dict[s
     if ious:
         result["sector_iou_mean"] = round(sum(ious) / len(ious), 4)
     return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edge.live.scoring predictions.jsonl video.truth.csv`` -> the scores as JSON."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m edge.live.scoring", description=score_against_truth.__doc__.splitlines()[0])
+    parser.add_argument("jsonl")
+    parser.add_argument("truth_csv")
+    args = parser.parse_args(argv)
+    try:
+        print(json.dumps(score_against_truth(args.jsonl, args.truth_csv), indent=1))
+    except FetalPlanesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
