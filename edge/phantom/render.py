@@ -94,77 +94,117 @@ def make_sector(rng: np.random.Generator, width: int, height: int, look: Machine
     return Sector(width / 2 + rng.uniform(-0.05, 0.05) * width, ay, r0, r1, half)
 
 
-def _polar_maps(sector: Sector, nr: int, nb: int) -> tuple[np.ndarray, np.ndarray]:
-    """Image coordinates of each polar sample (depth i, beam j), for cv2.remap."""
-    r = np.linspace(sector.r0, sector.r1, nr, dtype=np.float32)[:, None]
-    phi = np.linspace(-sector.half, sector.half, nb, dtype=np.float32)[None, :]
-    return (sector.ax + r * np.sin(phi)).astype(np.float32), (sector.ay + r * np.cos(phi)).astype(np.float32)
+class ScanGeometry:
+    """The probe's polar grid (depth samples x beams) for a sector, and the maps between it and the image."""
+
+    def __init__(self, sector: Sector, width: int, height: int) -> None:
+        self.sector, self.width, self.height = sector, width, height
+        self.nr = int(np.clip((sector.r1 - sector.r0) * 0.45, 24, 360))
+        self.nb = int(np.clip(2 * sector.half * sector.r1 * 0.35, 24, 360))
+        r = np.linspace(sector.r0, sector.r1, self.nr, dtype=np.float32)[:, None]
+        phi = np.linspace(-sector.half, sector.half, self.nb, dtype=np.float32)[None, :]
+        # image coordinates of each polar sample (for sampling the tissue maps)
+        self.px = (sector.ax + r * np.sin(phi)).astype(np.float32)
+        self.py = (sector.ay + r * np.cos(phi)).astype(np.float32)
+        # polar coordinates of each image pixel (scan conversion); outside the sector -> -10 (black)
+        x = np.arange(width, dtype=np.float32)[None, :] - sector.ax
+        y = np.arange(height, dtype=np.float32)[:, None] - sector.ay
+        ri = (np.sqrt(x * x + y * y) - sector.r0) / (sector.r1 - sector.r0) * (self.nr - 1)
+        bj = (np.arctan2(x, y) + sector.half) / (2 * sector.half) * (self.nb - 1)
+        outside = (ri < 0) | (ri > self.nr - 1) | (bj < 0) | (bj > self.nb - 1)
+        ri[outside] = -10
+        bj[outside] = -10
+        self.cx, self.cy = bj.astype(np.float32), ri.astype(np.float32)
+
+    def to_polar(self, image_map: np.ndarray, border: str = "replicate") -> np.ndarray:
+        mode = cv2.BORDER_REPLICATE if border == "replicate" else cv2.BORDER_CONSTANT
+        return cv2.remap(image_map, self.px, self.py, cv2.INTER_LINEAR, borderMode=mode, borderValue=0)
+
+    def to_image(self, polar: np.ndarray) -> np.ndarray:
+        return cv2.remap(polar, self.cx, self.cy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def _cartesian_maps(sector: Sector, width: int, height: int, nr: int, nb: int) -> tuple[np.ndarray, np.ndarray]:
-    """Polar-grid coordinates of each image pixel (scan conversion), outside the sector -> -1."""
-    x = np.arange(width, dtype=np.float32)[None, :] - sector.ax
-    y = np.arange(height, dtype=np.float32)[:, None] - sector.ay
-    r = np.sqrt(x * x + y * y)
-    phi = np.arctan2(x, y)
-    ri = (r - sector.r0) / (sector.r1 - sector.r0) * (nr - 1)
-    bj = (phi + sector.half) / (2 * sector.half) * (nb - 1)
-    outside = (ri < 0) | (ri > nr - 1) | (bj < 0) | (bj > nb - 1)
-    ri[outside] = -10
-    bj[outside] = -10
-    return bj.astype(np.float32), ri.astype(np.float32)
+def complex_field(rng: np.random.Generator, nr: int, nb: int, smooth: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Correlated complex Gaussian noise (real, imaginary): axial correlation shorter than lateral."""
+    sa, sl = 0.6 * smooth, 1.1 * smooth
+    re = cv2.GaussianBlur(rng.standard_normal((nr, nb), dtype=np.float32), (0, 0), sigmaX=sl, sigmaY=sa)
+    im = cv2.GaussianBlur(rng.standard_normal((nr, nb), dtype=np.float32), (0, 0), sigmaX=sl, sigmaY=sa)
+    return re, im
 
 
-def speckle(rng: np.random.Generator, nr: int, nb: int, smooth: float = 1.0) -> np.ndarray:
-    """Fully developed speckle: |correlated complex Gaussian|, Rayleigh-distributed, mean 1."""
-    re = rng.standard_normal((nr, nb), dtype=np.float32)
-    im = rng.standard_normal((nr, nb), dtype=np.float32)
-    sa, sl = 0.6 * smooth, 1.1 * smooth  # axial (depth) shorter than lateral (beam) correlation
-    re = cv2.GaussianBlur(re, (0, 0), sigmaX=sl, sigmaY=sa)
-    im = cv2.GaussianBlur(im, (0, 0), sigmaX=sl, sigmaY=sa)
+def envelope(re: np.ndarray, im: np.ndarray) -> np.ndarray:
+    """Speckle envelope |re + i im| normalised to mean 1 (Rayleigh-distributed)."""
     env = np.sqrt(re * re + im * im)
     return env / float(env.mean() + 1e-6)
 
 
+def speckle(rng: np.random.Generator, nr: int, nb: int, smooth: float = 1.0) -> np.ndarray:
+    """Fully developed speckle: |correlated complex Gaussian|, Rayleigh-distributed, mean 1."""
+    return envelope(*complex_field(rng, nr, nb, smooth))
+
+
+@dataclass(frozen=True)
+class BModeSettings:
+    """Acquisition settings of one image (or one video scene): attenuation, TGC, compression, gain."""
+
+    attenuation: float  # nepers over the whole depth in soft tissue
+    tgc_compensation: float  # fraction of it the TGC gives back
+    tgc_wiggle: float
+    tgc_freq: float
+    near_field: float  # ring-down brightness under the probe
+    noise: float  # electronic noise floor
+    dynamic_range_db: float
+    gamma: float
+    gain: float
+    top_offset_db: float
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, look: MachineLook) -> "BModeSettings":
+        return cls(
+            rng.uniform(1.4, 2.4), rng.uniform(0.6, 0.95), rng.normal(0, 0.1), rng.uniform(1, 3),
+            rng.uniform(0.2, 0.7), 0.004 * rng.uniform(0.5, 1.5), rng.uniform(*look.dynamic_range_db),
+            rng.uniform(*look.gamma), rng.uniform(*look.gain), rng.uniform(-2.0, 3.0),
+        )
+
+
 def form_bmode(
-    rng: np.random.Generator,
+    geom: ScanGeometry,
     reflect: np.ndarray,
     absorb: np.ndarray,
-    sector: Sector,
-    look: MachineLook,
+    settings: BModeSettings,
+    speckle_env: np.ndarray,
+    noise_env: np.ndarray,
+    top_db: float | None = None,
     fluid_level: float = 0.01,
-) -> np.ndarray:
-    """Reflectivity + absorption maps (image plane) -> log-compressed B-mode image (uint8, black outside)."""
-    height, width = reflect.shape
-    depth_px = sector.r1 - sector.r0
-    nr = int(np.clip(depth_px * 0.45, 24, 360))
-    nb = int(np.clip(2 * sector.half * sector.r1 * 0.35, 24, 360))
-    mx, my = _polar_maps(sector, nr, nb)
-    rp = cv2.remap(reflect, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    ap = cv2.remap(absorb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+) -> tuple[np.ndarray, float]:
+    """Tissue maps (image plane) -> log-compressed B-mode image (uint8, black outside the sector).
+
+    Returns the image and the dB level mapped to white (pass it back as ``top_db`` to keep
+    a video's brightness steady from frame to frame).
+    """
+    nr, nb = geom.nr, geom.nb
+    rp = geom.to_polar(reflect)
+    ap = geom.to_polar(absorb, border="constant")
     # acoustic shadow: energy left after the bone above, per beam
     trans = np.cumprod(1.0 - np.clip(ap, 0, 0.97), axis=0)
     trans = np.vstack([np.ones((1, nb), np.float32), trans[:-1]])
     trans = cv2.GaussianBlur(trans, (0, 0), sigmaX=0.8, sigmaY=0.3)
     # depth attenuation, lower in fluid (posterior enhancement behind cysts, bladder, amniotic fluid)
-    total = rng.uniform(1.4, 2.4)  # nepers over the whole depth in soft tissue
-    alpha = np.where(rp < fluid_level * 1.5, 0.15, 1.0).astype(np.float32) * total / nr
+    alpha = np.where(rp < fluid_level * 1.5, 0.15, 1.0).astype(np.float32) * (settings.attenuation / nr)
     att = np.exp(-np.cumsum(alpha, axis=0))
     d = np.linspace(0, 1, nr, dtype=np.float32)[:, None]
-    # TGC compensates most of the soft-tissue loss, with the operator's slider wiggles
-    tgc = np.exp(total * d * rng.uniform(0.6, 0.95)) * (1.0 + rng.normal(0, 0.1) * np.sin(math.pi * d * rng.uniform(1, 3)))
-    near_field = 1.0 + rng.uniform(0.2, 0.7) * np.exp(-d / 0.04)  # bright ring-down under the probe
-    env = rp * speckle(rng, nr, nb, look.speckle_smooth) * trans * att * tgc * near_field
-    env += 0.004 * rng.uniform(0.5, 1.5) * speckle(rng, nr, nb, 0.7)  # electronic noise floor
-    dr = rng.uniform(*look.dynamic_range_db)
+    # TGC gives back most of the soft-tissue loss, with the operator's slider wiggles
+    tgc = np.exp(settings.attenuation * settings.tgc_compensation * d) * (
+        1.0 + settings.tgc_wiggle * np.sin(math.pi * d * settings.tgc_freq))
+    near = 1.0 + settings.near_field * np.exp(-d / 0.04)
+    env = rp * speckle_env * trans * att * tgc * near + settings.noise * noise_env
     db = 20.0 * np.log10(env + 1e-6)
-    top = float(np.percentile(db, 99.3)) + rng.uniform(-2.0, 3.0)
-    img = np.clip((db - (top - dr)) / dr, 0, 1)
-    img = img ** rng.uniform(*look.gamma) * rng.uniform(*look.gain)
+    if top_db is None:
+        top_db = float(np.percentile(db, 99.3)) + settings.top_offset_db
+    dr = settings.dynamic_range_db
+    img = np.clip((db - (top_db - dr)) / dr, 0, 1) ** settings.gamma * settings.gain
     img = cv2.GaussianBlur(img.astype(np.float32), (3, 3), 0.5)
-    bx, by = _cartesian_maps(sector, width, height, nr, nb)
-    out = cv2.remap(img, bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return np.clip(out * 255.0, 0, 255).astype(np.uint8)
+    return np.clip(geom.to_image(img) * 255.0, 0, 255).astype(np.uint8), top_db
 
 
 def _text(img: np.ndarray, lines: list[str], x: int, y: int, scale: float, value: int, right: bool = False) -> None:
@@ -226,6 +266,9 @@ def render_image(
     sector = make_sector(rng, width, height, look, transvaginal)
     canvas = Canvas(width, height, sector)
     draw_anatomy(canvas, rng, plane, brain_plane, transvaginal)
-    img = form_bmode(rng, canvas.reflect, canvas.absorb, sector, look)
+    geom = ScanGeometry(sector, width, height)
+    settings = BModeSettings.draw(rng, look)
+    img, _ = form_bmode(geom, canvas.reflect, canvas.absorb, settings,
+                        speckle(rng, geom.nr, geom.nb, look.speckle_smooth), speckle(rng, geom.nr, geom.nb, 0.7))
     draw_ui(img, rng, plane, look, sector)
     return img

@@ -1,0 +1,274 @@
+"""A synthetic scanner video-out: the whole screen, sweeping between planes, with ground truth.
+
+What a capture card on a scanner's video output delivers: dark UI chrome (a header
+band with patient name/ID, menus and parameters on the sides, a depth scale, the
+TGC curve, a gray bar) around the image sector. The sonographer sweeps between
+planes (probe sliding, blur and cross-fade), the hand jitters, and stored planes
+are frozen (identical frames for 1-2 s, a FREEZE mark on screen). Half way, the
+depth is changed once: the sector moves and resizes. A per-frame truth CSV beside
+the video says what is on screen:
+``frame,time_s,plane,brain_plane,state,x,y,w,h`` (state: steady, transition or
+frozen; x,y,w,h: the sector's bounding box in the frame).
+
+Synthetic: it exercises the live loop, it proves nothing clinical.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.errors import EXIT_FAILURE, FetalPlanesError
+from edge.phantom.anatomy import draw_anatomy
+from edge.phantom.canvas import Canvas
+from edge.phantom.render import (
+    LOOKS, BModeSettings, ScanGeometry, Sector, complex_field, envelope, form_bmode, speckle,
+)
+
+TRUTH_COLUMNS = ("frame", "time_s", "plane", "brain_plane", "state", "x", "y", "w", "h")
+# A typical second-trimester sweep order (cervix last, with the transvaginal probe).
+SWEEP = (
+    ("Fetal brain", "Trans-ventricular"), ("Fetal brain", "Trans-thalamic"), ("Fetal brain", "Trans-cerebellum"),
+    ("Fetal thorax", "Not A Brain"), ("Fetal abdomen", "Not A Brain"), ("Other", "Not A Brain"),
+    ("Fetal femur", "Not A Brain"), ("Other", "Not A Brain"), ("Maternal cervix", "Not A Brain"),
+)
+CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the sector sits on screen (changes when the depth is changed)."""
+
+    x: int  # top-left of the sector's drawing area
+    y: int
+    w: int
+    h: int
+    depth_cm: float
+
+
+@dataclass
+class Scene:
+    """One plane on screen: its tissue maps in the layout's drawing area, scan geometry and settings."""
+
+    plane: str
+    brain_plane: str
+    layout: Layout
+    geom: ScanGeometry
+    reflect: np.ndarray
+    absorb: np.ndarray
+    settings: BModeSettings
+    field_a: tuple[np.ndarray, np.ndarray]
+    field_b: tuple[np.ndarray, np.ndarray]
+    noise: np.ndarray
+
+
+def _layout(width: int, height: int, depth_cm: float, zoom: float) -> Layout:
+    area_w, area_h = int(width * 0.56 * zoom), int(height * 0.86 * zoom)
+    x = (width - area_w) // 2 + int(width * 0.02)
+    y = int(height * 0.1)
+    return Layout(x, y, area_w, min(area_h, height - y - 4), depth_cm)
+
+
+def _sector(layout: Layout, transvaginal: bool) -> Sector:
+    w, h = layout.w, layout.h
+    if transvaginal:
+        half = math.radians(52)
+        r0 = h * 0.08
+        r1 = min(h * 0.97, (w / 2) / math.sin(half)) + r0 * 0.3
+        return Sector(w / 2, -r0 * 0.3, r0, r1, half)
+    half = math.radians(31)
+    r0 = w * 0.24 / (2 * math.sin(half))
+    ay = 2 - r0
+    r1 = min(h - 2 - ay, (w / 2 - 2) / math.sin(half))
+    return Sector(w / 2, ay, r0, r1, half)
+
+
+def _scene(rng: np.random.Generator, plane: str, brain_plane: str, layout: Layout, machine: str) -> Scene:
+    look = LOOKS[machine]
+    sector = _sector(layout, plane == "Maternal cervix")
+    canvas = Canvas(layout.w, layout.h, sector)
+    draw_anatomy(canvas, rng, plane, brain_plane, plane == "Maternal cervix")
+    geom = ScanGeometry(sector, layout.w, layout.h)
+    settings = BModeSettings.draw(rng, look)
+    settings = BModeSettings(**{**settings.__dict__, "gain": 1.0, "top_offset_db": 0.0})
+    return Scene(plane, brain_plane, layout, geom, canvas.reflect, canvas.absorb, settings,
+                 complex_field(rng, geom.nr, geom.nb, look.speckle_smooth),
+                 complex_field(rng, geom.nr, geom.nb, look.speckle_smooth), speckle(rng, geom.nr, geom.nb, 0.7))
+
+
+def _frame(scene: Scene, dx: float, dy: float, rot_deg: float, phase: float, top_db: float | None):
+    """Render the scene with the tissue shifted/rotated under the probe; speckle decorrelates with ``phase``."""
+    lw, lh = scene.layout.w, scene.layout.h
+    m = cv2.getRotationMatrix2D((lw / 2, lh * 0.5), rot_deg, 1.0)
+    m[0, 2] += dx
+    m[1, 2] += dy
+    refl = cv2.warpAffine(scene.reflect, m, (lw, lh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    absb = cv2.warpAffine(scene.absorb, m, (lw, lh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    c, s = math.cos(phase), math.sin(phase)
+    (ar, ai), (br, bi) = scene.field_a, scene.field_b
+    env = envelope(c * ar + s * br, c * ai + s * bi)
+    return form_bmode(scene.geom, refl, absb, scene.settings, env, scene.noise, top_db)
+
+
+def _chrome(width: int, height: int, layout: Layout, rng: np.random.Generator, machine: str) -> np.ndarray:
+    """The screen around the sector: header band, side menus, depth scale, TGC curve, gray bar (BGR)."""
+    img = np.full((height, width, 3), 8, np.uint8)
+    hb = int(height * 0.07)
+    img[:hb] = (38, 34, 30)
+    fs = height / 720
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(img, "PHANTOM^DEMO   ID 0000123   GA 22w3d", (int(10 * fs), int(hb * 0.65)), font, 0.6 * fs,
+                (220, 220, 200), 1, cv2.LINE_AA)
+    cv2.putText(img, f"{machine}   MI 0.9  TIS 0.4   2026-11-29", (int(width * 0.55), int(hb * 0.65)), font,
+                0.5 * fs, (200, 200, 200), 1, cv2.LINE_AA)
+    menu = ["B-Mode", f"Gain {int(rng.integers(30, 60))}", f"DR {int(rng.integers(50, 75))}", "Freq H", "Focus 1",
+            "Persist 3", "SRI 3", "Harm ON", "", "Measure", "Annotate", "Body mark", "Report"]
+    for i, t in enumerate(menu):
+        cv2.putText(img, t, (int(12 * fs), hb + int((30 + 28 * i) * fs)), font, 0.5 * fs, (170, 170, 170), 1, cv2.LINE_AA)
+    rx = int(width * 0.86)
+    params = [f"D {layout.depth_cm:.1f}cm", f"{int(rng.integers(18, 40))}Hz", "C1-5", "2D 97%", "Obstetric"]
+    for i, t in enumerate(params):
+        cv2.putText(img, t, (rx, hb + int((30 + 26 * i) * fs)), font, 0.5 * fs, (180, 200, 200), 1, cv2.LINE_AA)
+    # gray bar
+    gx, gy, gh = rx, hb + int(170 * fs), int(120 * fs)
+    img[gy : gy + gh, gx : gx + int(14 * fs)] = np.linspace(255, 0, gh).astype(np.uint8)[:, None, None]
+    # TGC curve (slider positions) beside the sector
+    tx = int(width * 0.95)
+    ys = np.linspace(layout.y, layout.y + layout.h, 8)
+    xs = tx + rng.normal(0, 6 * fs, 8).cumsum() * 0.5
+    cv2.polylines(img, [np.stack([xs, ys], 1).astype(np.int32)], False, (120, 200, 200), 1, cv2.LINE_AA)
+    # depth scale with cm marks
+    sec = _sector(layout, False)
+    sx = layout.x + layout.w + int(12 * fs)
+    y_top, y_bot = layout.y + sec.ay + sec.r0, layout.y + sec.ay + sec.r1
+    for cm in range(int(layout.depth_cm) + 1):
+        y = int(y_top + cm / layout.depth_cm * (y_bot - y_top))
+        cv2.line(img, (sx, y), (sx + int((10 if cm % 5 == 0 else 5) * fs), y), (200, 200, 200), 1)
+        if cm % 5 == 0:
+            cv2.putText(img, str(cm), (sx + int(14 * fs), y + 4), font, 0.4 * fs, (200, 200, 200), 1, cv2.LINE_AA)
+    return img
+
+
+def _writer(out: Path, fps: int, size: tuple[int, int]) -> tuple[cv2.VideoWriter, Path]:
+    """Open a writer for ``out``'s container; fall back to MJPG/.avi (with a message) when it cannot."""
+    tries = [(out, CODECS.get(out.suffix.lower(), "mp4v"))]
+    if out.suffix.lower() != ".avi":
+        tries.append((out.with_suffix(".avi"), "MJPG"))
+    for path, fourcc in tries:
+        w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), float(fps), size)
+        if w.isOpened():
+            if path != out:
+                print(f"note: this OpenCV cannot write {out.suffix} ({tries[0][1]}); wrote {path} (MJPG) instead",
+                      file=sys.stderr)
+            return w, path
+        w.release()
+    raise FetalPlanesError(
+        f"{out}: OpenCV cannot open a video writer here (tried {', '.join(f for _, f in tries)})",
+        hint="use an .avi name (MJPG), or an OpenCV build with video writing (opencv-python-headless)",
+        exit_code=EXIT_FAILURE,
+    )
+
+
+def write_phantom_video(
+    out: str | Path,
+    seconds: float = 20.0,
+    fps: int = 30,
+    width: int = 1280,
+    height: int = 720,
+    seed: int = 0,
+) -> Path:
+    """Write a synthetic scanner video-out and ``<out minus suffix>.truth.csv``; return the video's path."""
+    if seconds <= 0 or fps <= 0:
+        raise FetalPlanesError(f"seconds={seconds}, fps={fps}: both must be positive", hint="e.g. --seconds 20 --fps 30")
+    if width < 320 or height < 240:
+        raise FetalPlanesError(f"{width}x{height}: too small for a scanner screen", hint="use at least 320x240, e.g. 1280x720")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([seed, 1792])
+    machine = ("Voluson E6", "Aloka", "Voluson S10")[int(rng.integers(3))]
+    layouts = [_layout(width, height, 16.0, 1.0), _layout(width, height, 12.0, rng.uniform(0.78, 0.88))]
+    chromes = [_chrome(width, height, lay, np.random.default_rng([seed, i]), machine) for i, lay in enumerate(layouts)]
+    n_frames = max(1, int(round(seconds * fps)))
+    writer, path = _writer(out, fps, (width, height))
+
+    truth: list[tuple] = []
+    start = int(rng.integers(len(SWEEP)))
+    seg, frame_idx = 0, 0
+    prev: tuple[Scene, tuple] | None = None  # last scene and its last pose
+    top_db: float | None = None
+    try:
+        while frame_idx < n_frames:
+            layout_i = 0 if frame_idx < n_frames // 2 else 1
+            lay = layouts[layout_i]
+            plane, brain = SWEEP[(start + seg) % len(SWEEP)]
+            scene = _scene(rng, plane, brain, lay, machine)
+            box = scene.geom.sector.bbox(lay.w, lay.h)
+            box = (box[0] + lay.x, box[1] + lay.y, box[2], box[3])
+            n_trans = int(fps * rng.uniform(0.6, 1.2)) if prev is not None else 0
+            n_steady = int(fps * rng.uniform(1.5, 3.5))
+            n_freeze = int(fps * rng.uniform(1.0, 2.0)) if rng.random() < 0.65 else 0
+            slide = rng.choice([-1, 1]) * lay.w * rng.uniform(0.3, 0.6)
+            drift = rng.normal(0, lay.w * 0.02, 2)
+            jitter_f = rng.uniform(0.6, 1.6)
+            last = None
+            for i in range(n_trans + n_steady + n_freeze):
+                if frame_idx >= n_frames:
+                    break
+                t = frame_idx / fps
+                if i < n_trans:  # probe sliding from the previous plane to this one, blurred, cross-faded
+                    w = (i + 1) / (n_trans + 1)
+                    pscene, (pdx, pdy, prot) = prev
+                    old, top_db = _frame(pscene, pdx - slide * w, pdy, prot, 3 * w, top_db)
+                    new, top_db = _frame(scene, slide * (1 - w), 0, 4 * (1 - w), 3 * w, top_db)
+                    sigma = 0.5 + 4.0 * math.sin(math.pi * w)
+                    screen = chromes[layout_i].copy()
+                    oimg = np.zeros((height, width), np.uint8)
+                    pl = pscene.layout
+                    oimg[pl.y : pl.y + pl.h, pl.x : pl.x + pl.w] = old
+                    nimg = np.zeros((height, width), np.uint8)
+                    nimg[lay.y : lay.y + lay.h, lay.x : lay.x + lay.w] = new
+                    mix = cv2.GaussianBlur(((1 - w) * oimg + w * nimg).astype(np.float32), (0, 0), sigma)
+                    region = np.maximum(oimg, nimg) > 0
+                    region |= cv2.GaussianBlur(region.astype(np.float32), (0, 0), sigma) > 0.5
+                    screen[region] = np.clip(mix[region], 0, 255).astype(np.uint8)[:, None]
+                    dom = (pscene, prev_box) if w < 0.5 else (scene, box)
+                    truth.append((frame_idx, t, dom[0].plane, dom[0].brain_plane, "transition", *dom[1]))
+                elif i < n_trans + n_steady:  # live: hand jitter and slow drift
+                    k = i - n_trans
+                    dx = drift[0] * k / fps + lay.w * 0.006 * math.sin(jitter_f * 2 * math.pi * k / fps)
+                    dy = drift[1] * k / fps + lay.h * 0.004 * math.sin(1.7 * jitter_f * 2 * math.pi * k / fps)
+                    rot = 1.5 * math.sin(0.8 * jitter_f * 2 * math.pi * k / fps)
+                    img, top_db = _frame(scene, dx, dy, rot, 3 + 0.15 * k, top_db)
+                    screen = chromes[layout_i].copy()
+                    screen[lay.y : lay.y + lay.h, lay.x : lay.x + lay.w][img > 0] = img[img > 0][:, None]
+                    last = (screen, (dx, dy, rot))
+                    truth.append((frame_idx, t, plane, brain, "steady", *box))
+                else:  # freeze: the stored plane, identical frames, with the FREEZE mark
+                    if i == n_trans + n_steady:
+                        screen = last[0].copy()
+                        cv2.putText(screen, "FREEZE", (int(width * 0.86), int(height * 0.93)), cv2.FONT_HERSHEY_SIMPLEX,
+                                    0.7 * height / 720, (80, 200, 255), 2, cv2.LINE_AA)
+                        frozen = screen
+                    screen = frozen
+                    truth.append((frame_idx, t, plane, brain, "frozen", *box))
+                writer.write(screen)
+                frame_idx += 1
+            if last is not None:
+                prev = (scene, last[1])
+                prev_box = box
+            seg += 1
+    finally:
+        writer.release()
+    truth_path = path.with_suffix(".truth.csv")
+    with open(truth_path, "w", newline="") as f:
+        wcsv = csv.writer(f)
+        wcsv.writerow(TRUTH_COLUMNS)
+        for fr, t, pl, bp, st, x, y, w, h in truth:
+            wcsv.writerow([fr, f"{t:.4f}", pl, bp, st, x, y, w, h])
+    return path
