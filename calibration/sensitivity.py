@@ -135,6 +135,27 @@ def _predict_plain(path: Path, x: np.ndarray, threads: int) -> np.ndarray:
     return softmax(out.astype(np.float32))
 
 
+def smallest_k(n: int, ok: Callable[[int], bool]) -> int | None:
+    """The smallest k in 1..n with ``ok(k)``, for ``ok`` false at 0 and monotone; None if ``ok(n)`` fails.
+
+    Doubles k until it holds, then bisects: about 2 log2(k) calls of ``ok``.
+    """
+    if n <= 0:
+        return None
+    lo, hi = 0, 1
+    while hi < n and not ok(hi):
+        lo, hi = hi, min(n, hi * 2)
+    if not ok(hi):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 @dataclass
 class SearchResult:
     excluded: list[str]
@@ -171,18 +192,7 @@ def search_exclusions(
                 progress(f"  {k} layer(s) in float: drop {h.drop_points:.2f} points, agreement {h.agreement:.4f}")
         return cache[k]
 
-    n = len(ranking)
-    if n == 0:
-        return SearchResult([], None, tried)
-    lo, hi = 0, 1  # lo: known to fail (k=0 is the full INT8 model, which failed)
-    while hi < n and not check(hi).ok:
-        lo, hi = hi, min(n, hi * 2)
-    if not check(hi).ok:
+    k = smallest_k(len(ranking), lambda k: check(k).ok)
+    if k is None:
         return SearchResult(list(ranking), None, tried)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if check(mid).ok:
-            hi = mid
-        else:
-            lo = mid
-    return SearchResult(list(ranking[:hi]), cache[hi], tried)
+    return SearchResult(list(ranking[:k]), cache[k], tried)

@@ -44,6 +44,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-search", action="store_true", help="do not look for layers to keep in float")
     p.add_argument("--val-max-images", type=int, default=None, help="use at most this many validation images")
     p.add_argument("--threads", type=int, default=0, help="threads for the timing (default: all usable cores)")
+    p.add_argument("--speed-seconds", type=float, default=1.0, help="timing: seconds per file and round (1.0)")
+    p.add_argument("--speed-rounds", type=int, default=3, help="timing: rounds, each file keeps its best (3)")
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -71,6 +73,8 @@ def handle(args: argparse.Namespace) -> int:
         search=not args.no_search,
         val_max_images=args.val_max_images,
         threads=args.threads,
+        speed_seconds=args.speed_seconds,
+        speed_rounds=args.speed_rounds,
     )
     report = run_quantize(job)
     json_path, md_path = report_paths(args.out)

@@ -1,0 +1,188 @@
+"""ONNX Runtime INT8: calibration methods that differ, QDQ flavours per target, metadata, the quantize flow."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from calib_fixtures import phantom_db  # noqa: F401
+from conftest import make_tiny_onnx
+
+from calibration.quantize_ort import (
+    QuantizeConfig,
+    calibrate_ranges,
+    count_qdq,
+    load_onnx,
+    prepare_for_quantization,
+    quantizable_nodes,
+    quantize_with_ranges,
+    read_ranges,
+)
+from calibration.sensitivity import judge, layer_sensitivity, smallest_k
+from edge.backends import open_runner, read_model_info
+from edge.cli import main
+from edge.errors import FetalPlanesError
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    d = tmp_path_factory.mktemp("q")
+    src = make_tiny_onnx(d / "tiny.onnx")
+    return src, prepare_for_quantization(src, d / "prepared.onnx")
+
+
+@pytest.fixture(scope="module")
+def calib():
+    # heavy-tailed inputs: a few outliers stretch min-max, histogram methods clip them
+    rng = np.random.default_rng(0)
+    return rng.standard_t(2, (32, 1, 32, 32)).astype(np.float32)
+
+
+def test_calibration_methods_really_differ(prepared, calib, tmp_path):
+    _, prep = prepared
+    ranges = {}
+    for method in ("minmax", "entropy", "percentile"):
+        config = QuantizeConfig(method=method, num_bins=512)  # fewer bins than the default 2048: faster
+        cache = calibrate_ranges(prep, calib, config, tmp_path / f"{method}.json")
+        ranges[method] = read_ranges(cache)
+    mm, en, pc = ranges["minmax"], ranges["entropy"], ranges["percentile"]
+    assert mm["input"] == (float(calib.min()), float(calib.max()))
+    # entropy (with its histogram bins passed through) and percentile clip the outliers min-max keeps
+    assert en["input"] != mm["input"] and en["input"][1] < mm["input"][1]
+    assert pc["input"][1] < mm["input"][1]
+    assert en["input"] != pc["input"]
+
+
+def _zero_point_types(path):
+    from onnx import numpy_helper
+
+    model = load_onnx(path)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    out = []
+    for n in model.graph.node:
+        if n.op_type == "QuantizeLinear" and len(n.input) > 2:
+            out.append((inits[n.input[2]].dtype, int(np.max(np.abs(inits[n.input[2]].astype(int))))))
+    return out
+
+
+@pytest.mark.parametrize("target, dtype", [("cpu", np.uint8), ("tensorrt", np.int8)])
+def test_qdq_flavour_per_target_and_metadata(prepared, calib, tmp_path, target, dtype):
+    src, prep = prepared
+    config = QuantizeConfig(method="minmax", target=target)
+    cache = calibrate_ranges(prep, calib, config, tmp_path / "r.json")
+    out = quantize_with_ranges(prep, tmp_path / "int8.onnx", cache, config)
+    zps = _zero_point_types(out)
+    assert zps and all(t == dtype for t, _ in zps)
+    if target == "tensorrt":  # symmetric: every activation zero point is 0
+        assert all(z == 0 for _, z in zps)
+    assert count_qdq(out)["DequantizeLinear"] > 0
+    info, qinfo = read_model_info(src), read_model_info(out)
+    assert qinfo.labels == info.labels and qinfo.input_size == info.input_size
+    q = qinfo.extra["quantization"]
+    assert q["activations"] == ("int8" if target == "tensorrt" else "uint8") and q["method"] == "minmax"
+    assert q["per_channel"] is True and q["format"] == "QDQ"
+    with open_runner(src) as a, open_runner(out) as b:
+        pa, pb = a.predict([np.full((50, 60), 90, np.uint8)]), b.predict([np.full((50, 60), 90, np.uint8)])
+    assert pb.shape == pa.shape and np.allclose(pb.sum(1), 1.0, atol=1e-5)
+
+
+def test_excluded_nodes_stay_float(prepared, calib, tmp_path):
+    _, prep = prepared
+    config = QuantizeConfig(method="minmax")
+    cache = calibrate_ranges(prep, calib, config, tmp_path / "r.json")
+    gemm = [n for n in quantizable_nodes(prep) if n.startswith("Gemm")]
+    assert gemm
+    full = quantize_with_ranges(prep, tmp_path / "full.onnx", cache, config)
+    part = quantize_with_ranges(prep, tmp_path / "part.onnx", cache, config, nodes_to_exclude=gemm)
+
+    def gemm_weight_from_dq(path):  # the Gemm's weight: int8 + DequantizeLinear, or float as exported
+        m = load_onnx(path)
+        dq_outputs = {o for n in m.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        return [n.input[1] in dq_outputs for n in m.graph.node if n.op_type == "Gemm"]
+
+    assert gemm_weight_from_dq(full) == [True] and gemm_weight_from_dq(part) == [False]
+    assert read_model_info(part).extra["quantization"]["nodes_to_exclude"] == gemm
+
+
+def test_smallest_k_bisects_a_monotone_predicate():
+    for n, first in [(1, 1), (10, 1), (10, 7), (37, 20), (37, 37), (64, 33)]:
+        calls = []
+        k = smallest_k(n, lambda k: calls.append(k) or k >= first)
+        assert k == first
+        assert len(calls) <= 2 * (first.bit_length() + 1)
+    assert smallest_k(8, lambda k: False) is None
+    assert smallest_k(0, lambda k: True) is None
+
+
+def test_judge_and_layer_sensitivity(prepared, calib, tmp_path):
+    src, prep = prepared
+    config = QuantizeConfig(method="minmax")
+    cache = calibrate_ranges(prep, calib, config, tmp_path / "r.json")
+    with open_runner(src) as r:
+        ref = r.infer(calib)
+    from edge.preprocess import softmax
+
+    ref = softmax(ref)
+    nodes = quantizable_nodes(prep)
+    sens = layer_sensitivity(prep, cache, config, calib, ref, nodes)
+    assert sorted(s.node for s in sens) == sorted(nodes)
+    assert all(0.0 <= s.agreement <= 1.0 and s.max_abs_prob_diff >= s.mean_abs_prob_diff >= 0 for s in sens)
+    assert [s.score for s in sens] == sorted((s.score for s in sens), reverse=True)
+    assert any(s.mean_abs_prob_diff > 0 for s in sens)  # quantizing something must move the outputs
+    targets = ref.argmax(1)
+    h = judge(ref, ref, targets, max_drop=1.0, min_agreement=0.99)
+    assert h.ok and h.drop_points == 0.0 and h.top1_fp32 == 1.0
+    worse = ref.copy()
+    worse[0] = worse[0][::-1]
+    h2 = judge(ref, worse, targets, max_drop=1.0, min_agreement=0.99)
+    assert h2.drop_points == pytest.approx(100.0 / len(ref)) and not h2.ok
+
+
+def test_quantize_command_end_to_end(phantom_db, tmp_path, capsys):
+    src = make_tiny_onnx(tmp_path / "tiny.onnx")
+    out = tmp_path / "out" / "tiny.int8.onnx"
+    code = main(["quantize", "--onnx", str(src), "--data", str(phantom_db), "--out", str(out), "--calib-size", "24",
+                 "--method", "minmax", "--max-drop", "100", "--min-agreement", "0", "--threads", "1",
+                 "--speed-seconds", "0.2", "--speed-rounds", "1"])
+    assert code == 0, capsys.readouterr()
+    report = json.loads((tmp_path / "out" / "tiny.int8.quantize.json").read_text())
+    assert (tmp_path / "out" / "tiny.int8.quantize.md").read_text().count("Deploy here") == 1
+    assert report["calibration"]["images"] == 24 and report["calibration"]["split"] == "train"
+    assert report["validation"]["images"] > 0 and report["accuracy_holds"] is True
+    names = [c["name"] for c in report["speed"]["candidates"]]
+    assert names[0] == "fp32" and all(c["hz"] > 0 for c in report["speed"]["candidates"])
+    fastest = max(report["speed"]["candidates"], key=lambda c: c["hz"])
+    assert report["recommendation"]["file"] == fastest["path"]  # every candidate holds here
+    assert report["sizes"]["int8_bytes"] == out.stat().st_size
+    assert read_model_info(out).extra["quantization"]["calibration_images"] == 24
+
+
+def test_quantize_reports_when_accuracy_cannot_hold(phantom_db, tmp_path, capsys):
+    src = make_tiny_onnx(tmp_path / "tiny.onnx")
+    out = tmp_path / "tiny.int8.onnx"
+    # a negative allowed drop cannot hold for any INT8 model: the search runs, finds nothing, FP32 is recommended
+    code = main(["quantize", "--onnx", str(src), "--data", str(phantom_db), "--out", str(out), "--calib-size", "24",
+                 "--method", "minmax", "--max-drop", "-1", "--threads", "1", "--speed-seconds", "0.2"])
+    assert code == 1
+    report = json.loads((tmp_path / "tiny.int8.quantize.json").read_text())
+    assert report["search"]["ran"] is True and report["search"]["found"] is False
+    assert report["accuracy_holds"] is False and report["excluded_layers"] == []
+    assert report["recommendation"]["precision"] == "fp32" and report["recommendation"]["file"] == str(src)
+    assert report["sensitivity"] and {s["node"] for s in report["sensitivity"]} == set(quantizable_nodes(
+        prepare_for_quantization(src, tmp_path / "p.onnx")))
+
+
+def test_corrupt_onnx_is_a_clear_error(phantom_db, tmp_path, capsys):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(make_tiny_onnx(tmp_path / "ok.onnx").read_bytes()[:300])
+    with pytest.raises(FetalPlanesError, match="not a valid ONNX model"):
+        load_onnx(bad)
+    code = main(["quantize", "--onnx", str(bad), "--data", str(phantom_db), "--out", str(tmp_path / "q.onnx")])
+    err = capsys.readouterr().err
+    assert code == 2 and "broken.onnx" in err and "re-run `fetalplanes export`" in err
+
+
+def test_tensorrt_target_rejects_uint8():
+    with pytest.raises(FetalPlanesError, match="symmetric int8"):
+        QuantizeConfig(target="tensorrt", activations="uint8").validate()
