@@ -210,3 +210,11 @@ def test_no_false_freeze_on_real_moving_clips(tiny_onnx, real_videos, tmp_path):
     for clip in clips:
         s = run_loop(config(tiny_onnx, input=str(clip), max_frames=150))
         assert s.stored_planes == 0 and s.inferences == s.frames, clip.name
+
+
+@pytest.mark.parametrize("size,expected", [(32, 96), (96, 96), (224, 112), (256, 128), (299, 99)])
+def test_freeze_thumbnail_sizes(size, expected):
+    from edge.live.loop import freeze_thumbnail
+
+    thumb = freeze_thumbnail(np.zeros((size, size), np.uint8), np.zeros((300, 400), np.uint8))
+    assert thumb.shape == (expected, expected)
