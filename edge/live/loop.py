@@ -285,7 +285,11 @@ def run_loop(
     else:
         live = bool(live)
         summary.source = "custom source"
-    source = source_factory()
+    try:
+        source = source_factory()
+    except BaseException:
+        runner.deactivate()
+        raise
     native_fps = float(getattr(source, "fps", 0.0) or 0.0)
     pace_fps = None if live else config.source.pace_fps(native_fps)
 
