@@ -48,11 +48,18 @@ def compute_stats(csv_path: str | Path) -> dict:
 
     patients = sorted(per_patient)
     eras = []
+    # eras hold equal numbers of images (the phantom's patients all have the same expected count)
+    era_of: dict[int, int] = {}
+    done = 0
+    for p in patients:
+        era_of[p] = min(ERAS - 1, int((done + len(per_patient[p]) / 2) * ERAS / len(data)))
+        done += len(per_patient[p])
     for e in range(ERAS):
-        chunk = patients[e * len(patients) // ERAS : (e + 1) * len(patients) // ERAS]
-        # a patient's first row gives its operator/machine (a handful of patients have two)
+        chunk = [p for p in patients if era_of[p] == e]
+        # images per operator|machine in this era (the phantom draws a patient's pair from it, so
+        # that the per-image mix matches: in the release, images per patient depend on the operator)
         eras.append(dict(Counter(
-            f"{per_patient[p][0][col['Operator']]}|{per_patient[p][0][col['US_Machine']]}" for p in chunk
+            f"{r[col['Operator']]}|{r[col['US_Machine']]}" for p in chunk for r in per_patient[p]
         ).most_common()))
 
     def count(c: str) -> dict[str, int]:
