@@ -193,7 +193,6 @@ TRAIN_FIELDS: dict[str, tuple[str, ...]] = {
     "input_size": ("input_size", "image_size"),
     "seed": ("seed",),
     "augment": ("augment",),
-    "no_augment": ("no_augment",),
     "class_weights": ("class_weights", "reweight", "class_reweighting"),
     "last_layers_only": ("last_layers_only", "freeze_backbone", "train_last_layers_only"),
     "max_train_patients": ("max_train_patients", "train_patients"),
@@ -204,7 +203,7 @@ TRAIN_FIELDS: dict[str, tuple[str, ...]] = {
     "progress": ("progress",),
 }
 #: values that are the trainer's defaults anyway: they may be left out when TrainConfig lacks the field.
-NEUTRAL = {"augment": True, "no_augment": False, "class_weights": False, "last_layers_only": False, "resume": False}
+NEUTRAL = {"augment": True, "class_weights": False, "last_layers_only": False, "resume": False}
 
 
 def train_config_kwargs(spec: RunSpec, data_dir: Path, run_dir: Path, config: ExperimentConfig,
@@ -213,7 +212,7 @@ def train_config_kwargs(spec: RunSpec, data_dir: Path, run_dir: Path, config: Ex
     values: dict[str, Any] = {
         "data": str(data_dir), "out": str(run_dir), "task": spec.task, "arch": spec.arch,
         "pretrained": spec.pretrained, "epochs": spec.epochs, "batch_size": spec.batch_size,
-        "input_size": spec.input_size, "seed": spec.seed, "augment": spec.augment, "no_augment": not spec.augment,
+        "input_size": spec.input_size, "seed": spec.seed, "augment": spec.augment,
         "class_weights": spec.class_weights, "last_layers_only": spec.last_layers_only,
         "max_train_patients": spec.max_train_patients, "max_per_split": spec.max_per_split,
         "device": config.device, "workers": config.workers, "resume": resume, "progress": None,
