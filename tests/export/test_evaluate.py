@@ -8,12 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_tiny_onnx
 from edge.backends.base import Runner
 from edge.cli import main
 from edge.errors import FetalPlanesError
 from edge.labels import PLANES
 from edge.modelinfo import ModelInfo
+
+
+def make_tiny_onnx(*args, **kwargs) -> Path:
+    """tests/conftest.py's tiny ONNX maker (loaded by path: tests/export/conftest.py shadows the name `conftest`)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_fetalplanes_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_tiny_onnx(*args, **kwargs)
 
 HEADER = "Image_name;Patient_num;Plane;Brain_plane;Operator;US_Machine;Train \n"
 
@@ -273,3 +282,24 @@ def test_command_module_imports_light():
             "print(sorted(m for m in ('torch', 'torchvision', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_checkpoint_and_its_onnx_export_give_the_same_metrics(trained_run, phantom_db, tmp_path):
+    """A `fetalplanes train` checkpoint (TorchRunner) and its ONNX export (ONNX Runtime) through the same path."""
+    pytest.importorskip("torch")
+    pytest.importorskip("export.torch_runner")
+    from export.evaluate import evaluate_model
+    from export.onnx_export import export_onnx
+
+    pt = evaluate_model(trained_run, phantom_db, "test", batch_size=8)
+    assert pt.runner.startswith("torch") and pt.metrics.n == len(pt.predictions) > 0
+    onnx_path = tmp_path / "m.onnx"
+    export_onnx(trained_run, onnx_path)
+    ox = evaluate_model(onnx_path, phantom_db, "test", batch_size=8)
+    assert ox.runner.startswith("onnxruntime")
+    np.testing.assert_allclose(ox.probabilities, pt.probabilities, atol=1e-3)  # float32 kernels differ slightly
+    agree = np.mean([a.predicted == b.predicted for a, b in zip(ox.predictions, pt.predictions)])
+    assert agree >= 0.98 and abs(ox.metrics.top1_error - pt.metrics.top1_error) <= 0.02
+    assert main(["evaluate", "--model", str(trained_run), "--data", str(phantom_db), "--out", str(tmp_path / "r"),
+                 "--quiet"]) == 0
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["model_info"]["arch"] == "mobilenet_v3_small"
