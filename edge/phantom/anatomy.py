@@ -33,7 +33,7 @@ def _pose(c: Canvas, rng: np.random.Generator, size: tuple[float, float], angle_
 
 def _background(c: Canvas, rng: np.random.Generator, transvaginal: bool) -> None:
     """Maternal soft tissue, abdominal wall layers under a convex probe."""
-    c.reflect[:] = rng.uniform(0.12, 0.25) if transvaginal else rng.uniform(0.22, 0.38)
+    c.reflect[:] = rng.uniform(0.06, 0.14) if transvaginal else rng.uniform(0.22, 0.38)
     s = c.sector
     if transvaginal:
         return
@@ -177,7 +177,7 @@ def _heart(p: Pose, rng: np.random.Generator, k: float, inside: float) -> None:
     for su, sv, size in ((1, 1, 1.0), (1, -1, 0.95), (-1, 1, 0.85), (-1, -1, 0.8)):
         lu, lv = su * 0.45 * a, sv * 0.42 * b
         cu, cv_ = hu + lu * math.cos(r) - lv * math.sin(r), hv + lu * math.sin(r) + lv * math.cos(r)
-        p.ellipse(cu, cv_, 0.38 * a * size, 0.32 * b * size, rot, _mix(k * rng.uniform(0.7, 1.0), inside, FLUID))
+        p.ellipse(cu, cv_, 0.38 * a * size, 0.32 * b * size, rot, _mix(max(0.5, k) * rng.uniform(0.8, 1.0), inside, FLUID))
     ends = [(-a * 0.85, 0), (a * 0.85, 0), (0, -b * 0.8), (0, b * 0.8)]
     e = [(hu + u * math.cos(r) - v * math.sin(r), hv + u * math.sin(r) + v * math.cos(r)) for u, v in ends]
     p.polyline([e[0], e[1]], _mix(k, inside, 0.8), 0.02)
@@ -290,8 +290,8 @@ def _other(c: Canvas, rng: np.random.Generator) -> None:
 def _cervix(c: Canvas, rng: np.random.Generator) -> None:
     """Transvaginal cervix: an elongated firm body with its canal, bladder, sometimes the presenting head."""
     p = _pose(c, rng, (0.32, 0.46), (-55, 55), depth=(0.3, 0.5), lateral=0.25)
-    p.ellipse(0, 0, 1.0, rng.uniform(0.3, 0.42), 0, rng.uniform(0.4, 0.6))
-    k = rng.uniform(0.4, 1.0)
+    p.ellipse(0, 0, 1.0, rng.uniform(0.3, 0.42), 0, rng.uniform(0.35, 0.55))
+    k = rng.uniform(0.5, 1.0)
     t = np.linspace(-0.9, 0.9, 10)
     bend = rng.uniform(-0.1, 0.1)
     canal = np.stack([t, bend * (1 - t * t)], 1)
