@@ -80,3 +80,9 @@ def make_tiny_onnx(path: Path, task: str = "planes", input_size: int = 32, seed:
 def tiny_onnx(tmp_path_factory) -> Path:
     """A random-weight 32 px planes classifier in ONNX, with metadata."""
     return make_tiny_onnx(tmp_path_factory.mktemp("tiny") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session", name="make_tiny_onnx")
+def make_tiny_onnx_fixture():
+    """The `make_tiny_onnx(path, task=..., input_size=..., seed=...)` factory, for tests that need several."""
+    return make_tiny_onnx
