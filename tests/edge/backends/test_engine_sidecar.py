@@ -45,9 +45,7 @@ def engine(tmp_path, make_onnx):
 
 
 @pytest.fixture()
-def make_onnx():
-    from conftest import make_tiny_onnx
-
+def make_onnx(make_tiny_onnx):
     return make_tiny_onnx
 
 

@@ -100,9 +100,7 @@ def test_engine_from_other_gpu_is_refused(monkeypatch, tmp_path, tiny_onnx):
     assert not runner.is_active
 
 
-def test_stale_engine_is_refused_at_load(monkeypatch, tmp_path, tiny_onnx):
-    from conftest import make_tiny_onnx
-
+def test_stale_engine_is_refused_at_load(monkeypatch, tmp_path, make_tiny_onnx):
     onnx = make_tiny_onnx(tmp_path / "model.onnx")
     trt, _ = install_fake_tensorrt(monkeypatch, "10.3.0")
     engine = build_fake_engine(onnx, tmp_path / "m.engine", trt)
