@@ -110,7 +110,8 @@ class Box:
 class DetectorConfig:
     """Knobs of :func:`detect_sector` (defaults tuned on the real recordings, see docs/sector.md)."""
 
-    work_size: int = 160  # longest side of the downscaled frame the detection runs on
+    work_size: int = 160  # longest side of the cell grid the detection runs on
+    samples_per_cell: int = 3  # each cell is judged from this many x this many sampled pixels
     background_margin: int = 1  # a pixel is "content" if brighter than the background level + this
     cell_fill: float = 0.55  # a working cell is image if this fraction of its pixels is content ...
     texture_std: float = 1.5  # ... and its pixels vary by at least this std (flat UI panels do not)
@@ -119,25 +120,20 @@ class DetectorConfig:
     min_area_frac: float = 0.02  # a component must cover at least this fraction of the frame
     moving_std: float = 1.5  # temporal std of a cell's mean (gray levels) above which it counts as moving
     merge_col_iou: float = 0.75  # merge a piece sharing this column overlap with the main sector ...
-    merge_min_frac: float = 0.1  # ... if it is at least this fraction of the main sector's area
+    merge_min_frac: float = 0.1  # ... if it is at least this fraction of the main sector's area ...
+    merge_min_height: float = 0.2  # ... and at least this fraction of its height
 
 
 @dataclass
 class CellMaps:
     """One frame reduced to working cells: what detection looks at (and what a tracker's history keeps)."""
 
-    fill: np.ndarray  # fraction of the cell's pixels above the background level
-    std: np.ndarray  # standard deviation of the cell's pixels (texture)
+    fill: np.ndarray  # fraction of the cell's sampled pixels above the background level
+    std: np.ndarray  # standard deviation of the cell's sampled pixels (texture)
     mean: np.ndarray  # mean gray level of the cell
     frame_shape: tuple[int, int]  # (h, w) of the full frame
-
-    @property
-    def candidate(self) -> np.ndarray:
-        return self._candidate
-
-    def with_candidate(self, cfg: "DetectorConfig") -> "CellMaps":
-        self._candidate = (self.fill >= cfg.cell_fill) & (self.std >= cfg.texture_std)
-        return self
+    background: float = 0.0  # the screen's background level found among the sampled pixels
+    candidate: np.ndarray | None = None  # fill and texture both high enough (set by cell_maps)
 
 
 def _as_gray(frame: np.ndarray) -> np.ndarray:
@@ -160,7 +156,7 @@ def _work_shape(h: int, w: int, work_size: int) -> tuple[int, int]:
 def _background_level(gray: np.ndarray) -> float:
     """The screen's background gray: the most common level among the darker half of (sampled) pixels.
 
-    Scanners paint their chrome in one flat dark level (0, or 2 on some Philips screens), which
+    Scanners paint their chrome in one flat dark level (0, or 1-2 on some Philips screens), which
     is what a pixel of image must rise above."""
     h, w = gray.shape
     sample = gray[:: max(1, h // 120), :: max(1, w // 120)]
@@ -169,25 +165,48 @@ def _background_level(gray: np.ndarray) -> float:
     return float(np.argmax(hist))
 
 
+def _sample(frame: np.ndarray, wh: int, ww: int, k: int) -> np.ndarray:
+    """``k`` x ``k`` pixels per working cell, picked (not averaged) from the frame, as gray uint8.
+
+    Picking instead of reducing the whole frame keeps the cost independent of the frame size
+    (a 4K frame costs what a 640x480 one does)."""
+    cv2 = _cv2()
+    if frame.dtype == bool or frame.dtype.kind not in "uif":
+        frame = frame.astype(np.uint8)
+    small = cv2.resize(frame, (ww * k, wh * k), interpolation=cv2.INTER_NEAREST)
+    if frame.ndim == 3 and small.ndim == 2:  # OpenCV drops a single channel axis
+        small = small[:, :, None]
+    return _as_gray(small)
+
+
+def _fill(sample: np.ndarray, background: float, margin: int, wh: int, ww: int) -> np.ndarray:
+    cv2 = _cv2()
+    content = (sample > background + margin).astype(np.float32)
+    return cv2.resize(content, (ww, wh), interpolation=cv2.INTER_AREA)
+
+
 def cell_maps(frame: np.ndarray, config: DetectorConfig | None = None) -> CellMaps:
-    """Reduce a frame (gray/BGR/BGRA) to the detector's working cells."""
+    """Reduce a frame (gray/BGR/BGRA) to the detector's working cells (well under a millisecond)."""
     cv2 = _cv2()
     cfg = config or DetectorConfig()
-    gray = _as_gray(frame)
-    h, w = gray.shape
+    if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or frame.size == 0:
+        _as_gray(frame)  # raises the FetalPlanesError
+    h, w = int(frame.shape[0]), int(frame.shape[1])
     wh, ww = _work_shape(h, w, cfg.work_size)
-    bg = _background_level(gray)
-    content = (gray > bg + cfg.background_margin).astype(np.float32)
-    g = gray.astype(np.float32)
-    fill = cv2.resize(content, (ww, wh), interpolation=cv2.INTER_AREA)
+    k = max(1, int(cfg.samples_per_cell))
+    sample = _sample(frame, wh, ww, k)
+    bg = _background_level(sample)
+    fill = _fill(sample, bg, cfg.background_margin, wh, ww)
+    g = sample.astype(np.float32)
     mean = cv2.resize(g, (ww, wh), interpolation=cv2.INTER_AREA)
     sq = cv2.resize(g * g, (ww, wh), interpolation=cv2.INTER_AREA)
     std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
-    return CellMaps(fill, std, mean, (h, w)).with_candidate(cfg)
+    cand = (fill >= cfg.cell_fill) & (std >= cfg.texture_std)
+    return CellMaps(fill, std, mean, (h, w), bg, cand)
 
 
-def _detect_cells(cand: np.ndarray, fill: np.ndarray, moving: np.ndarray | None, cfg: DetectorConfig):
-    """Box (x0, y0, x1, y1) in working cells, or None."""
+def _detect_mask(cand: np.ndarray, fill: np.ndarray, moving: np.ndarray | None, cfg: DetectorConfig):
+    """The sector's cells (bool mask on the working grid), or None."""
     cv2 = _cv2()
     raw = cand.astype(np.uint8)
     k_open = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (cfg.open_px, cfg.open_px))
@@ -208,9 +227,12 @@ def _detect_cells(cand: np.ndarray, fill: np.ndarray, moving: np.ndarray | None,
     keep = labels == best
     # merge pieces of one image split by a black structure (the eye's vitreous): same columns, same fill
     bx, bw, area_b = stats[best, 0], stats[best, 2], stats[best, cv2.CC_STAT_AREA]
+    bh = stats[best, cv2.CC_STAT_HEIGHT]
     fill_b = float(fill[keep].mean())
     for i in scores:
         if i == best or stats[i, cv2.CC_STAT_AREA] < cfg.merge_min_frac * area_b:
+            continue
+        if stats[i, cv2.CC_STAT_HEIGHT] < cfg.merge_min_height * bh:  # a flat strip (button bar), not a piece
             continue
         x, w = stats[i, 0], stats[i, 2]
         inter = max(0, min(bx + bw, x + w) - max(bx, x))
@@ -220,23 +242,65 @@ def _detect_cells(cand: np.ndarray, fill: np.ndarray, moving: np.ndarray | None,
             keep |= piece
     # give back what the opening shaved off the rim (fan apex, corners), not what merely touches it
     grown = cv2.dilate(keep.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_RECT, (cfg.open_px + 2,) * 2))
-    keep = (grown > 0) & (closed > 0)
-    ys, xs = np.nonzero(keep)
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    return (grown > 0) & (closed > 0)
 
 
-def _to_frame_box(cells: tuple[int, int, int, int], frame_shape: tuple[int, int], work_shape: tuple[int, int]) -> Box:
+def _extend_rows(keep: np.ndarray, ever: np.ndarray) -> np.ndarray:
+    """``keep`` plus, row by row, the horizontal runs of ``ever`` cells that touch it.
+
+    ``ever`` marks cells that were above the background at some time in the window: the near-black
+    sides of a fan (dark lung, one side of a heart) belong to the image although they never show
+    texture. Only rows the textured sector already spans are extended, so the header band above the
+    apex and strips below the fan (ECG, buttons) stay out, whatever their gray level."""
+    rows = np.nonzero(keep.any(axis=1))[0]
+    if rows.size == 0:
+        return keep
+    r0, r1 = int(rows[0]), int(rows[-1]) + 1
+    edge = max(1, (r1 - r0) // 25)  # not the first and last rows: text beside the apex, a scale under the image
+    r0, r1 = r0 + edge, r1 - edge
+    if r1 <= r0:
+        return keep
+    band = ever[r0:r1] | keep[r0:r1]
+    starts = band & ~np.pad(band, ((0, 0), (1, 0)))[:, :-1]
+    run_id = np.cumsum(starts, axis=1) + (np.arange(r1 - r0) * (band.shape[1] + 1))[:, None]
+    run_id[~band] = -1
+    touched = np.unique(run_id[keep[r0:r1]])
+    out = keep.copy()
+    out[r0:r1] |= np.isin(run_id, touched[touched >= 0])
+    return out
+
+
+def ever_cells(ever_fill: np.ndarray, config: DetectorConfig | None = None) -> np.ndarray:
+    """Cells whose fill reached ``cell_fill`` at some time: ``ever_fill`` is the temporal maximum of
+    :attr:`CellMaps.fill` over a window (a max of per-frame fills, so the odd bright pixel that video
+    compression scatters over a dark screen does not add up). Bool mask, gaps closed."""
+    cv2 = _cv2()
+    cfg = config or DetectorConfig()
+    k_close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (cfg.close_px, cfg.close_px))
+    k_open = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (cfg.open_px, cfg.open_px))
+    closed = cv2.morphologyEx((ever_fill >= cfg.cell_fill).astype(np.uint8), cv2.MORPH_CLOSE, k_close)
+    return cv2.morphologyEx(closed, cv2.MORPH_OPEN, k_open) > 0  # text and scales are thin: gone
+
+
+def _to_frame_box(mask: np.ndarray, frame_shape: tuple[int, int]) -> Box:
     h, w = frame_shape
-    sh, sw = work_shape
+    sh, sw = mask.shape
+    ys, xs = np.nonzero(mask)
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
     sx, sy = w / sw, h / sh
-    x0, y0, x1, y1 = cells
     bx, by = int(np.floor(x0 * sx)), int(np.floor(y0 * sy))
     return Box(bx, by, int(np.ceil(x1 * sx)) - bx, int(np.ceil(y1 * sy)) - by).clip(w, h)
 
 
-def detect_from_maps(current: CellMaps, history: list[CellMaps] | None = None, config: DetectorConfig | None = None) -> Box | None:
+def detect_from_maps(
+    current: CellMaps,
+    history: list[CellMaps] | None = None,
+    config: DetectorConfig | None = None,
+    ever_fill: np.ndarray | None = None,
+) -> Box | None:
     """Detection on precomputed :class:`CellMaps`; ``history`` (earlier maps of the same layout) adds
-    the cells that showed image at any time (a fan's pure-black parts) and favours what moves."""
+    the cells that showed image at any time and favours what moves; ``ever_fill`` (the temporal
+    maximum of the maps' fill over a longer window) lets the box take in a fan's near-black sides."""
     cfg = config or DetectorConfig()
     hist = [m for m in (history or []) if m.fill.shape == current.fill.shape]
     cand = current.candidate.copy()
@@ -251,17 +315,19 @@ def detect_from_maps(current: CellMaps, history: list[CellMaps] | None = None, c
             moving_cells = std > cfg.moving_std
             if moving_cells.mean() > 0.01:  # otherwise a frozen image: no temporal cue
                 moving = moving_cells.astype(np.float32)
-    cells = _detect_cells(cand, fill, moving, cfg)
-    if cells is None:
+    keep = _detect_mask(cand, fill, moving, cfg)
+    if keep is None:
         return None
-    return _to_frame_box(cells, current.frame_shape, current.fill.shape)
+    if ever_fill is not None and ever_fill.shape == keep.shape:
+        keep = _extend_rows(keep, ever_cells(ever_fill, cfg))
+    return _to_frame_box(keep, current.frame_shape)
 
 
 def detect_sector(frame: np.ndarray, config: DetectorConfig | None = None) -> Box | None:
     """The ultrasound image sector's bounding box in one frame (gray, BGR or BGRA, any size), or None
     when nothing image-like is there (an all-black or flat frame). Raises FetalPlanesError on a
     non-image. One frame cannot see the parts of a fan that are pure black right now; the
-    :class:`SectorTracker` adds a short history for that."""
+    :class:`SectorTracker` adds a history for that."""
     cfg = config or DetectorConfig()
     return detect_from_maps(cell_maps(frame, cfg), None, cfg)
 
@@ -274,16 +340,22 @@ def _union(a: Box, b: Box) -> Box:
 class SectorTracker:
     """Holds the sector box steady across a stream of frames and re-finds it when the layout changes.
 
-    Per frame it only samples a ~40x30 thumbnail (a few microseconds): the thumbnail tells a frozen
+    Per frame it samples a ~40x30 thumbnail (a few microseconds): the thumbnail tells a frozen
     image (nothing changed: keep the box, detect nothing) and a changed screen chrome (text or
-    scales outside the box changed: re-detect now). Every ``history_every`` frames it keeps the
-    frame's :class:`CellMaps` (so a fan's momentarily black parts are still seen), and every
-    ``redetect_every`` frames it runs a detection. A detection overlapping the held box by
-    ``hold_iou`` or more is ignored (no jitter); a different box must be found on ``confirm_checks``
-    consecutive checks before the tracker switches to it and counts a ``layout_changes``. For the
-    first ``settle_checks`` checks after acquiring a box it may still grow or shrink (the history
-    is filling up) without that counting as a layout change. With no detection it keeps the last
-    good box, or the full frame when it never had one. ``roi`` pins the box (``--roi``).
+    scales outside the box changed: re-detect now). Every ``history_every`` frames it reduces the
+    frame to :class:`CellMaps` (a few thousand sampled pixels, well under a millisecond) and keeps
+    the last ``history`` of them, plus a temporal maximum over ``ever_blocks``
+    blocks of ``history`` maps of their fill (so a fan's sides that are near-black for seconds
+    still count).
+    A detection runs on the maps already kept, on a frame that did not compute maps, every
+    ``redetect_every`` frames: no frame does both, so no frame is much slower than the others.
+
+    A detection overlapping the held box by ``hold_iou`` or more is ignored (no jitter); a
+    different box must be found on ``confirm_checks`` consecutive checks before the tracker
+    switches to it and counts a ``layout_changes``. For the first ``settle_checks`` checks after
+    acquiring a box it may still grow or shrink (the history is filling up) without that counting
+    as a layout change. With no detection it keeps the last good box, or the full frame when it
+    never had one. ``roi`` pins the box (``--roi``).
     """
 
     def __init__(
@@ -294,15 +366,17 @@ class SectorTracker:
         hold_iou: float = 0.8,
         confirm_checks: int = 2,
         chrome_change: float = 6.0,
-        history: int = 10,
+        history: int = 30,
         history_every: int = 3,
-        settle_checks: int = 6,
+        ever_blocks: int = 4,
+        recent: int = 6,
+        settle_checks: int = 8,
         config: DetectorConfig | None = None,
     ):
-        if redetect_every < 1 or history_every < 1 or confirm_checks < 1:
+        if redetect_every < 1 or history_every < 1 or confirm_checks < 1 or history < 1 or ever_blocks < 1:
             raise FetalPlanesError(
                 f"SectorTracker: redetect_every={redetect_every}, history_every={history_every}, "
-                f"confirm_checks={confirm_checks} must all be >= 1",
+                f"confirm_checks={confirm_checks}, history={history}, ever_blocks={ever_blocks} must all be >= 1",
                 hint="use positive frame counts",
                 exit_code=EXIT_USAGE,
             )
@@ -313,6 +387,7 @@ class SectorTracker:
         self.chrome_change = chrome_change
         self.history_every = history_every
         self.settle_checks = settle_checks
+        self.recent = max(2, recent)  # maps the layout-change check looks at
         self.config = config or DetectorConfig()
         self.layout_changes = 0  # switches from one detected box to another
         self.detections = 0  # detections run (cost accounting)
@@ -320,6 +395,9 @@ class SectorTracker:
         self.box: Box | None = roi
         self.is_fallback = roi is None  # True while the box is the full-frame fallback
         self._hist: deque[CellMaps] = deque(maxlen=history)
+        self._ever_blocks: deque[np.ndarray] = deque(maxlen=ever_blocks)  # finished block maxima
+        self._ever_cur: np.ndarray | None = None  # the block being filled
+        self._ever_n = 0
         self._frame = -1
         self._due = 0
         self._shape: tuple[int, int] | None = None
@@ -332,6 +410,34 @@ class SectorTracker:
         self._chrome: np.ndarray | None = None  # thumbnail cells outside the box
         self._chrome_changed = False
         self._acquiring = True  # until the first box has settled
+
+    def _forget(self) -> None:
+        """Drop the history (new layout): detections start again from the frames that follow."""
+        self._hist.clear()
+        self._ever_blocks.clear()
+        self._ever_cur, self._ever_n = None, 0
+
+    def _remember(self, maps: CellMaps) -> None:
+        self._hist.append(maps)
+        s = maps.fill
+        if self._ever_cur is None or self._ever_cur.shape != s.shape:
+            self._ever_cur, self._ever_n = s.copy(), 0
+        else:
+            np.maximum(self._ever_cur, s, out=self._ever_cur)
+        self._ever_n += 1
+        if self._ever_n >= (self._hist.maxlen or 1):  # block full: keep it, start the next
+            self._ever_blocks.append(self._ever_cur)
+            self._ever_cur, self._ever_n = None, 0
+
+    def _ever(self) -> np.ndarray | None:
+        parts = list(self._ever_blocks) + ([self._ever_cur] if self._ever_cur is not None else [])
+        parts = [p for p in parts if p.shape == parts[-1].shape] if parts else []
+        if not parts:
+            return None
+        out = parts[0].copy()
+        for p in parts[1:]:
+            np.maximum(out, p, out=out)
+        return out
 
     # -- cheap per-frame measures -------------------------------------------------------------
     @staticmethod
@@ -370,7 +476,7 @@ class SectorTracker:
         thumb = self._thumb(frame)
         if shape != self._shape:  # new source or resolution: everything known is void
             self._shape = shape
-            self._hist.clear()
+            self._forget()
             self._due = self._frame
             self._pending, self._pending_n = None, 0
             self._ref_thumb = self._prev_thumb = None
@@ -389,17 +495,16 @@ class SectorTracker:
         if self._ref_thumb is not None and self._chrome is not None:
             diff = float(np.abs(thumb - self._ref_thumb)[self._chrome].mean()) if self._chrome.any() else 0.0
             if diff > self.chrome_change:  # menus/scales changed: the layout probably did
-                self._hist.clear()
+                self._forget()
                 self._ref_thumb = None
                 self._chrome_changed = True
                 self._due = self._frame
-        maps = None
-        if self._frame % self.history_every == 0 or self._frame >= self._due:
-            maps = cell_maps(frame, self.config)
-        if self._frame >= self._due:
-            self._check(maps, thumb, shape)
-        if maps is not None and self._frame % self.history_every == 0:
-            self._hist.append(maps)
+        due = self._frame >= self._due
+        fresh = self._frame % self.history_every == 0 or (due and not self._hist)
+        if fresh:
+            self._remember(cell_maps(frame, self.config))  # this frame's work: the maps ...
+        if due and self._hist and (not fresh or self.history_every == 1 or self.is_fallback):
+            self._check(thumb, shape)  # ... or a detection on the maps kept
         if self.box is None or self.is_fallback:
             self.box = self._last_good or Box(0, 0, shape[1], shape[0])
             self.is_fallback = self._last_good is None
@@ -408,9 +513,33 @@ class SectorTracker:
     def _adopt(self, det: Box, count_change: bool, thumb: np.ndarray, shape: tuple[int, int]) -> None:
         if count_change:
             self.layout_changes += 1
+            self._forget()  # what was seen before belongs to the old layout
         self.box, self.is_fallback, self._last_good = det, False, det
         self._pending, self._pending_n = None, 0
         self._chrome = self._chrome_mask(thumb, shape)
+
+    def _inside(self, det: Box) -> float:
+        """Fraction of ``det`` inside the held box."""
+        b = self.box
+        ix = max(0, min(det.x + det.w, b.x + b.w) - max(det.x, b.x))
+        iy = max(0, min(det.y + det.h, b.y + b.h) - max(det.y, b.y))
+        return ix * iy / float(det.area)
+
+    def _emptied(self, recent: Box, maps: list[CellMaps]) -> bool:
+        """The held box shrank to ``recent``: what lies outside ``recent`` but inside the held box
+        showed no image in any of ``maps`` (a fan's dark side still rises above the background
+        now and then; an area the image has left does not)."""
+        h, w = maps[-1].frame_shape
+        sh, sw = maps[-1].fill.shape
+        fill = np.max(np.stack([m.fill for m in maps]), axis=0)
+
+        def cells(b: Box) -> np.ndarray:
+            m = np.zeros((sh, sw), bool)
+            m[int(b.y * sh / h) : int(np.ceil((b.y + b.h) * sh / h)), int(b.x * sw / w) : int(np.ceil((b.x + b.w) * sw / w))] = True
+            return m
+
+        ring = cells(self.box) & ~cells(Box(recent.x - 8, recent.y - 8, recent.w + 16, recent.h + 16))
+        return bool(ring.any()) and float((fill[ring] >= self.config.cell_fill).mean()) < 0.05
 
     def _grows(self, det: Box, shape: tuple[int, int]) -> bool:
         """``det`` covers 85 % of the held box and is larger: dark parts of the fan lit up since the
@@ -419,9 +548,17 @@ class SectorTracker:
         covered = det.iou(b) * (det.area + b.area) / (1.0 + det.iou(b))  # intersection
         return covered >= 0.85 * b.area and det.area > 1.02 * b.area
 
-    def _check(self, maps: CellMaps, thumb: np.ndarray, shape: tuple[int, int]) -> None:
+    def _check(self, thumb: np.ndarray, shape: tuple[int, int]) -> None:
         self.detections += 1
-        det = detect_from_maps(maps, list(self._hist), self.config)
+        hist = list(self._hist)
+        det = detect_from_maps(hist[-1], hist[:-1], self.config, self._ever())
+        if self.box is not None and not self.is_fallback and len(hist) > self.recent:
+            # the long window still remembers the old layout for seconds: a box found in the last
+            # ``recent`` maps alone that lies largely outside the held box means the image moved
+            recent = detect_from_maps(hist[-1], hist[-self.recent : -1], self.config)
+            if recent is not None and recent.area and recent.iou(self.box) < self.hold_iou:
+                if self._inside(recent) < 0.9 or self._emptied(recent, hist[-self.recent :]):
+                    det = recent
         settling = self._settle < self.settle_checks
         self._settle += 1
         chrome_changed, self._chrome_changed = self._chrome_changed, False

@@ -11,14 +11,17 @@ from edge.live.sector import Box, SectorTracker, detect_sector
 # Reference sector boxes [x, y, w, h], judged BY EYE (no ground truth exists): for each clip the
 # per-pixel temporal maximum of all frames was drawn with a 50 px grid and the fan's / linear image's
 # outer edges (apex to arc, left to right edge) were read off it (see docs/sector.md). The three
-# test_test.* files are one clip in three containers. The 0013/0015 clips share 0011's geometry
-# (same probe and fan on screen), checked on a mid-clip frame.
+# test_test.* files are one clip in three containers. 0013 and 0015 were checked on their own
+# temporal maxima: same probe, depth and fan as 0011, so the same box. lung.mov's fan is near-black
+# on its right side: its right edge was read off the temporal maximum at gain 40 and from the rows
+# where any pixel ever rose above the background (symmetric about x ~338: 149..529 at y 350; the
+# earlier box, 150..455, stopped where the right side turns dark).
 REFERENCE = {
     "nbs_autocrop_media_dynamic-sample.avi": [0, 0, 112, 112],
     "nbs_autocrop_media_echo-with-borders.mp4": [83, 44, 515, 359],
     "nbs_autocrop_media_heavy-borders.mp4": [112, 68, 478, 317],
     "nbs_autocrop_media_low-frame-count.mov": [155, 62, 610, 453],
-    "nbs_autocrop_media_lung.mov": [150, 45, 305, 355],
+    "nbs_autocrop_media_lung.mov": [148, 45, 382, 358],
     "nbs_autocrop_media_odd-window-size.mov": [255, 0, 290, 240],
     "nbs_autocrop_media_ruq-simple.mp4": [100, 55, 590, 385],
     "nbs_autocrop_media_simple-soft-tissue.mp4": [245, 65, 430, 450],
@@ -32,9 +35,11 @@ REFERENCE = {
     "test_test.mov": [140, 65, 640, 452],
     "test_test.mp4": [140, 65, 640, 452],
 }
-# Clips whose fan is mostly near-black at its sides (dark lung, a cardiac fan dark on one side, a 2D fan dimmed around a colour
-# Doppler box): the detector finds only the bright core there. Known limit, see docs/sector.md.
-KNOWN_HARD = {"nbs_autocrop_media_lung.mov", "nbs_autocrop_media_low-frame-count.mov", "test_sampleDir_0014.mp4"}
+# Clips whose fan is mostly near-black at its sides (dark lung, a cardiac fan dark on one side, a 2D fan dimmed
+# around a colour Doppler box): the tracker takes those sides in from the cells that were ever above the
+# background within the textured sector's rows. Kept as a set so the benchmark can mark them.
+DARK_SIDED = {"nbs_autocrop_media_lung.mov", "nbs_autocrop_media_low-frame-count.mov", "test_sampleDir_0014.mp4"}
+KNOWN_HARD: set[str] = set()  # clips below MIN_IOU, documented in docs/sector.md (none at present)
 MIN_IOU = 0.8
 
 
