@@ -28,7 +28,7 @@ from edge.labels import TASKS, labels_for
 from edge.metrics import ClassificationMetrics, classification_metrics
 from edge.modelinfo import ModelInfo
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+from export.torch_runner import CHECKPOINT_SUFFIXES  # noqa: E402  (light: torch is imported on activate)
 
 
 @dataclass
@@ -124,16 +124,8 @@ def open_model(path: str | Path, providers: Sequence[str] | None = None) -> Runn
         from edge.errors import require
 
         require("torch", "train", "evaluating a PyTorch checkpoint")
-        try:
-            from export.torch_runner import TorchRunner
-        except ModuleNotFoundError as exc:
-            if exc.name != "export.torch_runner":
-                raise
-            raise FetalPlanesError(
-                f"{path}: this install cannot run PyTorch checkpoints (export.torch_runner is missing)",
-                hint="export the checkpoint to ONNX with `fetalplanes export` and evaluate the .onnx file",
-                exit_code=EXIT_FAILURE,
-            ) from None
+        from export.torch_runner import TorchRunner
+
         return TorchRunner(str(path))
     from edge.backends import open_runner
     from edge.backends.loader import model_kind

@@ -62,12 +62,3 @@ class TorchRunner(Runner):
 
     def describe(self) -> str:
         return f"{self.name}:{self.path} (epoch {self.checkpoint.get('epoch')})"
-
-
-def open_any_runner(path: str | Path, **options: Any) -> Runner:
-    """``.pt``/``.pth``/``.ckpt`` -> :class:`TorchRunner`; anything else -> :func:`edge.backends.open_runner`."""
-    if Path(path).suffix.lower() in CHECKPOINT_SUFFIXES:
-        return TorchRunner(str(path), **{k: v for k, v in options.items() if k in ("device", "threads")})
-    from edge.backends import open_runner
-
-    return open_runner(path, **options)
