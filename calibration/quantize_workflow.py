@@ -196,10 +196,11 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
             },
             "qdq_nodes": count_qdq(final),
             "excluded_layers": [
-                {"node": n, **({k: v for k, v in by_name[n].items() if k != "node"} if n in by_name else {}),
-                 "why": "quantizing this layer alone moved the validation outputs among the most; "
-                        "keeping the layers up to it in float is the smallest set whose accuracy holds"}
-                for n in excluded
+                {"node": n, "rank": i + 1, **({k: v for k, v in by_name[n].items() if k != "node"} if n in by_name else {}),
+                 "why": f"rank {i + 1} of {len(sensitivity)} by sensitivity (quantized alone it moved the validation "
+                        f"outputs among the most); the {len(excluded)} most sensitive layers are the fewest kept in "
+                        "float for which the validation accuracy holds"}
+                for i, n in enumerate(excluded)
             ],
             "search": search_info,
             "sensitivity": sensitivity[:30],
@@ -287,7 +288,10 @@ def report_markdown(r: dict[str, Any]) -> str:
         for e in r["excluded_layers"]:
             lines.append(f"| {e['node']} | {e.get('op_type', '')} | {e.get('agreement', float('nan')):.4f} | "
                          f"{e.get('mean_abs_prob_diff', float('nan')):.4f} |")
-        lines += ["", r["excluded_layers"][0]["why"].capitalize() + ".", ""]
+        n_ex = len(r["excluded_layers"])
+        lines += ["", f"Each layer was quantized alone and ranked by how far it moved the validation outputs; the "
+                  f"{n_ex} most sensitive are the fewest kept in float for which the accuracy holds "
+                  f"(tried: {', '.join(str(t['k']) for t in r['search'].get('tried', []))} layers).", ""]
     elif r["search"].get("ran") and not r["search"].get("found"):
         lines += ["No set of layers kept in float made the accuracy hold.", ""]
     sp = r["speed"]

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, type=Path, help="FETAL_PLANES_DB folder (CSV + Images/) it was trained on")
     p.add_argument("--out", required=True, type=Path, help="INT8 ONNX file to write (e.g. model.int8.onnx)")
     p.add_argument("--method", default="entropy", choices=("minmax", "entropy", "percentile"),
-                   help="activation range calibration (default: entropy, 2048 histogram bins)")
+                   help="activation range calibration (default: entropy, 512 histogram bins)")
     p.add_argument("--activations", default=None, choices=("uint8", "int8"),
                    help="activation type (default: uint8 asymmetric for --target cpu, int8 symmetric for tensorrt)")
     p.add_argument("--target", default="cpu", choices=("cpu", "tensorrt"),
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-drop", type=float, default=1.0, help="allowed top-1 drop on validation, points (1.0)")
     p.add_argument("--min-agreement", type=float, default=0.99, help="required argmax agreement with FP32 (0.99)")
     p.add_argument("--percentile", type=float, default=99.999, help="--method percentile: the percentile (99.999)")
-    p.add_argument("--num-bins", type=int, default=None, help="histogram bins for entropy/percentile (2048)")
+    p.add_argument("--num-bins", type=int, default=None, help="histogram bins (entropy 512, percentile 2048)")
     p.add_argument("--per-tensor", action="store_true", help="per-tensor weights instead of per-channel")
     p.add_argument("--reduce-range", action="store_true", help="7-bit weights (older x86 CPUs without VNNI)")
     p.add_argument("--no-search", action="store_true", help="do not look for layers to keep in float")

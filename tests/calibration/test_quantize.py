@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from calib_fixtures import phantom_db  # noqa: F401
+from calib_fixtures import phantom_db, phantom_db_60  # noqa: F401
 from conftest import make_tiny_onnx
 
 from calibration.quantize_ort import (
@@ -186,3 +186,23 @@ def test_corrupt_onnx_is_a_clear_error(phantom_db, tmp_path, capsys):
 def test_tensorrt_target_rejects_uint8():
     with pytest.raises(FetalPlanesError, match="symmetric int8"):
         QuantizeConfig(target="tensorrt", activations="uint8").validate()
+
+
+def test_layers_responsible_are_found_and_kept_in_float(phantom_db_60, tmp_path, capsys):
+    from calib_fixtures import make_outlier_onnx
+
+    src = make_outlier_onnx(tmp_path / "outlier.onnx")
+    out = tmp_path / "outlier.int8.onnx"
+    code = main(["quantize", "--onnx", str(src), "--data", str(phantom_db_60), "--out", str(out), "--calib-size", "32",
+                 "--method", "minmax", "--threads", "1", "--speed-seconds", "0.2", "--speed-rounds", "1"])
+    assert code == 0, capsys.readouterr()
+    r = json.loads((tmp_path / "outlier.int8.quantize.json").read_text())
+    assert r["validation"]["int8_all_layers"]["ok"] is False  # the full INT8 model breaks ...
+    assert r["search"]["found"] is True and r["accuracy_holds"] is True  # ... keeping a few layers in float repairs it
+    excluded = [e["node"] for e in r["excluded_layers"]]
+    assert 0 < len(excluded) < len(r["sensitivity"]) and all(e["why"] for e in r["excluded_layers"])
+    assert excluded == [s["node"] for s in r["sensitivity"][: len(excluded)]]  # the most sensitive ones
+    assert read_model_info(out).extra["quantization"]["nodes_to_exclude"] == excluded
+    assert (tmp_path / "outlier.int8.all-int8.onnx").is_file()
+    assert {c["name"] for c in r["speed"]["candidates"]} == {"fp32", "int8-mixed", "int8-all-layers"}
+    assert r["recommendation"]["name"] != "int8-all-layers"  # never a file whose accuracy does not hold
