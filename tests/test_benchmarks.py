@@ -1,0 +1,85 @@
+"""Mechanics of the benchmark scripts on the tiny ONNX fixture (a couple of iterations; not timings)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import bench_live  # noqa: E402
+import bench_models  # noqa: E402
+import common  # noqa: E402
+
+
+def test_interleaved_timing_counts_images_and_orders_percentiles():
+    calls = {"a": 0}
+
+    def slow(x):
+        calls["a"] += 1
+        return x.sum(axis=(1, 2, 3))[:, None]
+
+    t = common.time_interleaved([common.Runtime("a", "ort-fp32", slow)], np.zeros((4, 1, 8, 8), np.float32),
+                                seconds=0.01, rounds=2, warmup=1)["a"]
+    assert t.calls == calls["a"] - 1 >= 6  # >= 3 calls per round, warm-up not counted
+    assert t.p50_ms <= t.p90_ms <= t.p99_ms and t.hz > 0
+
+
+def test_disagreeing_runtime_is_reported_not_timed():
+    ref = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    wrong = common.Runtime("bad", "opencv", lambda x: np.array([[0.0, 1.0]], np.float32))
+    assert not common.check_agreement(wrong, np.zeros((2, 1, 4, 4), np.float32), ref, atol=1e-2)
+    assert wrong.infer is None and "DISAGREES" in wrong.note and wrong.agreement["argmax_agreement"] == 0.5
+
+
+def test_bench_models_core_on_tiny_onnx(tiny_onnx, tmp_path):
+    files = bench_models.ModelFiles("tiny", Path(tiny_onnx), None, {"same file": Path(tiny_onnx)})
+    result = bench_models.run_bench([files], batches=(1, 2), threads=1, seconds=0.01, rounds=1, log=lambda m: None)
+    (m,) = result["models"]
+    rows = {r["name"]: r for r in m["runtimes"]}
+    assert rows["ORT FP32"]["batches"]["1"]["hz"] > 0 and rows["ORT FP32"]["batches"]["2"]["hz"] > 0
+    assert rows["ORT FP32"]["batches"]["1"]["x_ort_fp32"] == pytest.approx(1.0)
+    assert rows["ORT INT8 (same file)"]["agreement"]["argmax_agreement"] == 1.0
+    assert "OpenCV DNN" in rows  # timed if it agreed, else a note says why
+    assert rows["OpenCV DNN"]["batches"]["1"] is not None or rows["OpenCV DNN"]["note"]
+    assert result["machine"]["cpu"]["logical_cpus"] >= 1
+    paths = bench_models.write_results(result, tmp_path)
+    md = paths["md"].read_text()
+    assert "| ORT FP32 | 1 |" in md and "2-core machine SHARED" in md and paths["png"].stat().st_size > 0
+    assert json.loads(paths["json"].read_text())["models"][0]["model"] == "tiny"
+
+
+def test_targets_compare_best_deployable_with_pytorch():
+    def rt(name, kind, hz):
+        return {"name": name, "kind": kind, "batches": {"1": {"hz": hz, "x_pytorch": hz / 10.0}}}
+
+    res = {"models": [{"model": "resnet18", "runtimes": [rt("PyTorch eager", "pytorch", 10.0), rt("ORT FP32", "ort-fp32", 30.0),
+                                                         rt("ORT INT8 (uint8 act.)", "ort-int8", 20.0)]},
+                      {"model": "mobilenet_v2", "runtimes": [rt("PyTorch eager", "pytorch", 10.0), rt("ORT FP32", "ort-fp32", 40.0)]}]}
+    checks = {c["model"]: c for c in bench_models.check_targets(res)}
+    assert checks["resnet18"]["best"] == "ORT FP32" and checks["resnet18"]["ok"] is True  # 3.0 >= 2.5
+    assert checks["mobilenet_v2"]["value"] == 4.0 and checks["mobilenet_v2"]["ok"] is False  # 4.0 < 5
+
+
+def test_bench_live_child_runs_edge_only(tiny_onnx, tmp_path):
+    from edge.phantom.video import write_phantom_video
+
+    video = write_phantom_video(tmp_path / "v.mp4", seconds=1.0, fps=10, width=320, height=240, seed=0)
+    result = bench_live.run_bench(tiny_onnx, [video], threads=1, modes=("unpaced", "paced-60"), max_frames=6,
+                                  paced_seconds=1.0, model_seconds=0.01, model_rounds=1, log=lambda m: None)
+    (clip,) = result["clips"]
+    un = clip["runs"]["unpaced"]
+    assert "error" not in un, un
+    assert un["frames"] == 6 and un["hz"] > 0 and un["infer_ms"] > 0 and un["decode_ms"] > 0
+    assert un["temporal_overlay_ms"] is not None and un["latency_p99_ms"] >= un["latency_p50_ms"]
+    assert un["torch_imported"] is False and un["peak_rss_mb"] > 10
+    assert {t["target"].split(" ")[0] for t in result["targets"]} == {"live", "capture-to-label", "edge"}
+    mem = next(t for t in result["targets"] if t["target"].startswith("edge"))
+    assert mem["value"] == max(r["peak_rss_mb"] for r in clip["runs"].values())
+    paths = bench_live.write_results(result, tmp_path)
+    assert "| v.mp4 | 320x240 |" in paths["md"].read_text() and paths["png"].stat().st_size > 0
