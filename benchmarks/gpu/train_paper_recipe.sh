@@ -11,20 +11,22 @@ OUT=${1:?usage: $0 OUT_DIR [DATA_DIR]}
 DATA=${2:-}
 ARCHS=${ARCHS:-"mobilenet_v3_small mobilenet_v2 resnet18"}
 WORKERS=${WORKERS:-8}
+DEVICE=${DEVICE:-cuda}
+EXTRA=${EXTRA:-}   # e.g. "--image-size 32 --epochs 1" for a quick check
 FP=${FETALPLANES:-fetalplanes}
 mkdir -p "$OUT"
 if [ -z "$DATA" ]; then
   DATA="$OUT/phantom"
-  [ -f "$DATA/FETAL_PLANES_DB_data.csv" ] || $FP data phantom --out "$DATA" --patients "${PATIENTS:-400}" --force
+  [ -f "$DATA/FETAL_PLANES_DB_data.csv" ] || $FP data phantom --out "$DATA" --patients "${PATIENTS:-400}" ${PHANTOM_SIZE:+--size $PHANTOM_SIZE} --force
 fi
-python3 benchmarks/train_throughput.py --device cuda --batches 10 --out "$OUT/train_throughput_gpu" || true
+python3 benchmarks/train_throughput.py --device "$DEVICE" --batches "${TP_BATCHES:-10}" --out "$OUT/train_throughput_gpu" || true
 summary="$OUT/summary.md"
 echo "| arch | epochs run | best val loss | test top-1 error | test top-3 error | class acc | train s |" > "$summary"
 echo "|---|---|---|---|---|---|---|" >> "$summary"
 for arch in $ARCHS; do
   t0=$(date +%s)
-  $FP train --data "$DATA" --arch "$arch" --pretrained "${PRETRAINED:-none}" --device cuda \
-     --workers "$WORKERS" --out "$OUT/$arch" --no-progress
+  $FP train --data "$DATA" --arch "$arch" --pretrained "${PRETRAINED:-none}" --device "$DEVICE" \
+     --workers "$WORKERS" --out "$OUT/$arch" --no-progress $EXTRA
   t1=$(date +%s)
   $FP evaluate --model "$OUT/$arch/best.pt" --data "$DATA" --out "$OUT/$arch/eval" --quiet
   $FP export --checkpoint "$OUT/$arch/best.pt" --out "$OUT/$arch/model.onnx" --data "$DATA"
