@@ -516,7 +516,8 @@ def report_sections(demo: Demo) -> list[tuple[str, list[Any]]]:
         secs.append(("Speed: model only, batch 1", [
             f"{demo.c.arch} at {b.get('input_size')} px, {b['threads']} threads, median of {demo.c.bench_rounds} interleaved rounds; "
             f"CPU: {cpu.get('model')} ({cpu.get('usable_cpus')} usable), INT8 dot-product instructions: {cpu.get('int8_dot_product')}. "
-            "Speed does not depend on the data being synthetic. On a shared machine absolute Hz vary; ratios are measured in one run.",
+            "Speed does not depend on the data being synthetic. On a shared machine absolute Hz vary; ratios are measured in one run; "
+            "x PyTorch is against the faster of PyTorch's 2- and 1-thread runs.",
             ("table", ["runtime", "Hz", "p50 ms", "p99 ms", "x PyTorch", "x ORT FP32", "agreement", "note"], rows)]))
     lv = R.get("live")
     if lv:

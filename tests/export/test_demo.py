@@ -44,11 +44,11 @@ def test_report_holds_this_runs_figures(demo_run):
     assert res["live"]["summary"]["frames"] == n_lines > 0
     assert res["live"]["score"]["frames_scored"] > 0
     assert 0.0 <= res["live"]["score"]["accuracy"] <= 1.0
-    # speed: ORT FP32 timed, ratios computed against PyTorch eager in the same run
+    # speed: ORT FP32 timed, ratios against the faster PyTorch eager setting of the same run
     rows = {r["name"]: r for r in res["bench"]["runtimes"]}
     fp32 = rows["ORT FP32"]["batches"]["1"]
     assert fp32["hz"] > 0 and fp32["p50_ms"] > 0
-    torch_hz = rows["PyTorch eager"]["batches"]["1"]["hz"]
+    torch_hz = max(r["batches"]["1"]["hz"] for r in rows.values() if r["kind"] == "pytorch" and r["batches"]["1"])
     assert fp32["x_pytorch"] == pytest.approx(fp32["hz"] / torch_hz, rel=1e-2)
     assert {"ORT INT8 (uint8 act.)", "ORT INT8 (int8 act.)", "OpenCV DNN"} <= set(rows)
     # compare: INT8 vs FP32 on the test split
