@@ -31,6 +31,8 @@ from edge.errors import EXIT_FAILURE, FetalPlanesError, require
 from edge.modelinfo import METADATA_KEY, ModelInfo
 
 METHODS = ("minmax", "entropy", "percentile")
+#: ``--method auto``: calibrate with each of METHODS and keep the one whose fully INT8 model is closest to FP32.
+AUTO = "auto"
 ACTIVATIONS = ("uint8", "int8")
 TARGETS = ("cpu", "tensorrt")
 
@@ -45,7 +47,7 @@ class QuantizeConfig:
     symmetric int8, per output channel unless ``per_channel`` is False.
     """
 
-    method: str = "entropy"
+    method: str = "entropy"  # or AUTO (the quantize flow then picks one of METHODS)
     target: str = "cpu"
     activations: str | None = None
     per_channel: bool = True
@@ -58,7 +60,7 @@ class QuantizeConfig:
 
     def validate(self) -> None:
         for name, value, allowed in (
-            ("--method", self.method, METHODS),
+            ("--method", self.method, METHODS + (AUTO,)),
             ("--target", self.target, TARGETS),
             ("--activations", self.activations or self.activation_type, ACTIVATIONS),
         ):
@@ -384,3 +386,14 @@ def count_qdq(path: str | Path) -> dict[str, int]:
 
 def file_size(path: str | Path) -> int:
     return os.path.getsize(path)
+
+
+def node_weight_bytes(path: str | Path) -> dict[str, int]:
+    """{node name: bytes of its float constant inputs (initializers)}: what INT8 would shrink."""
+    onnx = require("onnx", "dev", "INT8 quantization")
+    model = load_onnx(path)
+    sizes = {}
+    for init in model.graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT:
+            sizes[init.name] = 4 * int(np.prod(init.dims)) if len(init.dims) else 4
+    return {n.name: sum(sizes.get(i, 0) for i in n.input) for n in model.graph.node}

@@ -18,7 +18,7 @@ import platform
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,7 +44,9 @@ class QuantizeJob:
     max_drop: float = 1.0  # top-1 points on the validation patients
     min_agreement: float = 0.99
     search: bool = True  # look for layers to keep in float when accuracy does not hold
-    sensitivity_images: int = 300  # validation images used to rank layers
+    sensitivity_images: int = 300  # check images used to rank layers
+    agreement_images: int = 1000  # label-free training images (not calibration ones) added to the agreement check
+    put_back: bool = True  # after the search, try each float layer in INT8 again (largest weights first)
     val_max_images: int | None = None  # cap the validation images (quick runs)
     threads: int = 0  # 0: the cores this process may use
     speed_seconds: float = 1.0
@@ -79,6 +81,8 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         quantizable_nodes,
         quantize_with_ranges,
         read_info,
+        METHODS,
+        AUTO,
     )
     from calibration.sensitivity import judge, layer_sensitivity, search_exclusions
     from calibration.speed import default_threads, measure_hz
@@ -103,46 +107,70 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         calib_samples = select_calibration_samples(db, info.task, job.calib_size, job.seed, split=split)
         calib = load_preprocessed(db, calib_samples, info)
         prepared = prepare_for_quantization(job.onnx, work / "prepared.onnx")
-        cache = work / "ranges.json"
-        t0 = time.perf_counter()
-        calibrate_ranges(prepared, calib, config, cache)
-        calib_s = time.perf_counter() - t0
 
         val = load_split(db, info, "val", max_images=job.val_max_images, seed=job.seed)
-        log(f"validation patients: {len(val.samples)} images")
-        ref = predict_file(job.onnx, val.x, threads)
+        extra = agreement_samples(db, info, calib_samples, job.agreement_images, job.seed, split)
+        # check images: the labelled validation patients first, then label-free training images for agreement
+        x_check = np.concatenate([val.x, load_preprocessed(db, extra, info)]) if extra else val.x
+        log(f"check images: {len(val.samples)} validation (labelled) + {len(extra)} training not used for "
+            "calibration (agreement only)")
+        ref_all = predict_file(job.onnx, x_check, threads)
+        ref = ref_all[: len(val.x)]
         m_fp32 = _metrics(ref, val.targets, info.labels)
 
-        all_int8 = work / "all-int8.onnx"
-        quantize_with_ranges(prepared, all_int8, cache, config, info=info)
-        p_all = predict_file(all_int8, val.x, threads)
-        holds_all = judge(ref, p_all, val.targets, job.max_drop, job.min_agreement)
-        log(f"INT8, all layers: top-1 drop {holds_all.drop_points:.2f} points, agreement {holds_all.agreement:.4f}")
+        methods = list(METHODS) if config.method == AUTO else [config.method]
+        method_trials: list[dict[str, Any]] = []
+        best = None
+        for method in methods:
+            mconfig = replace(config, method=method)
+            t0 = time.perf_counter()
+            mcache = work / f"ranges-{method}.json"
+            calibrate_ranges(prepared, calib, mconfig, mcache)
+            secs = time.perf_counter() - t0
+            mpath = work / f"all-int8-{method}.onnx"
+            quantize_with_ranges(prepared, mpath, mcache, mconfig, info=info)
+            h = judge(ref_all, predict_file(mpath, x_check, threads), val.targets, job.max_drop, job.min_agreement)
+            method_trials.append({"method": method, "calibration_seconds": secs, **h.to_dict()})
+            log(f"INT8, all layers, {method}: top-1 drop {h.drop_points:.2f} points, agreement {h.agreement:.4f} "
+                f"({h.flips} flips of {h.agreement_images}), KL {h.kl:.4f} (calibration {secs:.0f} s)")
+            key = (not h.ok, -h.agreement, h.kl)
+            if best is None or key < best[0]:
+                best = (key, method, mcache, mpath, h, secs)
+        _, chosen, cache, all_int8, holds_all, calib_s = best
+        config = replace(config, method=chosen)
+        if len(methods) > 1:
+            log(f"calibration method: {chosen} (its fully INT8 model is closest to FP32)")
 
         excluded: list[str] = []
         sensitivity: list[dict] = []
         search_info: dict[str, Any] = {"needed": not holds_all.ok, "ran": False}
         final_holds = holds_all
-        final_probs = p_all
+        put_back_by_node: dict[str, dict] = {}
         if not holds_all.ok and job.search:
             nodes = quantizable_nodes(prepared)
-            n_sens = min(len(val.x), job.sensitivity_images)
-            idx = np.linspace(0, len(val.x) - 1, n_sens).round().astype(int)
-            log(f"accuracy does not hold: ranking {len(nodes)} layers on {n_sens} validation images")
-            ranking = layer_sensitivity(prepared, cache, config, val.x[idx], ref[idx], nodes, threads, log)
+            n_sens = min(len(x_check), job.sensitivity_images)
+            idx = np.linspace(0, len(x_check) - 1, n_sens).round().astype(int)
+            log(f"accuracy does not hold: ranking {len(nodes)} layers by KL on {n_sens} check images")
+            ranking = layer_sensitivity(prepared, cache, config, x_check[idx], ref_all[idx], nodes, threads, log)
             sensitivity = [r.to_dict() for r in ranking]
             result = search_exclusions(
-                prepared, cache, config, [r.node for r in ranking], val.x, ref, val.targets,
+                prepared, cache, config, [r.node for r in ranking], x_check, ref_all, val.targets,
                 job.max_drop, job.min_agreement, threads, log,
+                weight_bytes={r.node: r.weight_bytes for r in ranking},
+                sensitivity={r.node: r.score for r in ranking},
+                prune=job.put_back,
             )
-            search_info.update(ran=True, tried=result.tried, found=result.holds is not None)
-            excluded = result.excluded if result.holds is not None else []
+            search_info.update(ran=True, tried=result.tried, found=result.holds is not None,
+                               smallest_k=result.smallest_k, put_back=result.put_back)
+            put_back_by_node = {t["node"]: t for t in result.put_back}
+            if result.holds is not None:
+                excluded = result.excluded
+                final_holds = result.holds
         note = {"calibration_images": len(calib_samples), "seed": job.seed}
         final = quantize_with_ranges(prepared, job.out, cache, config, nodes_to_exclude=excluded, info=info, note=note)
-        if excluded:
-            final_probs = predict_file(final, val.x, threads)
-            final_holds = judge(ref, final_probs, val.targets, job.max_drop, job.min_agreement)
-        m_int8 = _metrics(final_probs, val.targets, info.labels)
+        final_probs = predict_file(final, x_check, threads)
+        final_holds = judge(ref_all, final_probs, val.targets, job.max_drop, job.min_agreement)
+        m_int8 = _metrics(final_probs[: len(val.x)], val.targets, info.labels)
 
         candidates = [
             {"name": "fp32", "path": str(job.onnx), "precision": "fp32", "holds": True, "val": None},
@@ -179,6 +207,7 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
             cache_kept = job.out.with_name(job.out.stem + ".calib-ranges.json")
             shutil.copyfile(cache, cache_kept)
         by_name = {r["node"]: r for r in sensitivity}
+        rank_of = {r["node"]: i + 1 for i, r in enumerate(sensitivity)}
         report: dict[str, Any] = {
             "kind": "fetalplanes-quantize-report",
             "created": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -196,6 +225,17 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
                 "seconds": calib_s,
                 "ranges_cache": str(cache_kept) if cache_kept else None,
             },
+            "methods": method_trials,
+            "criterion": {
+                "labelled_images": len(val.samples),
+                "agreement_images": len(x_check),
+                "agreement_extra_training_images": len(extra),
+                "resolution_points": final_holds.resolution_points,
+                "max_drop_points": job.max_drop,
+                "allowed_drop_points": final_holds.allowed_drop_points,
+                "min_agreement": job.min_agreement,
+                "allowed_flips": int(np.floor((1.0 - job.min_agreement) * len(x_check) + 1e-9)),
+            },
             "validation": {
                 "split": "val",
                 "images": len(val.samples),
@@ -205,11 +245,10 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
             },
             "qdq_nodes": count_qdq(final),
             "excluded_layers": [
-                {"node": n, "rank": i + 1, **({k: v for k, v in by_name[n].items() if k != "node"} if n in by_name else {}),
-                 "why": f"rank {i + 1} of {len(sensitivity)} by sensitivity (quantized alone it moved the validation "
-                        f"outputs among the most); the {len(excluded)} most sensitive layers are the fewest kept in "
-                        "float for which the validation accuracy holds"}
-                for i, n in enumerate(excluded)
+                {"node": n, "rank": rank_of.get(n), **({k: v for k, v in by_name[n].items() if k != "node"}
+                                                       if n in by_name else {}),
+                 "why": _why_kept(n, rank_of.get(n), len(sensitivity), put_back_by_node.get(n))}
+                for n in excluded
             ],
             "search": search_info,
             "sensitivity": sensitivity[:30],
@@ -217,6 +256,8 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
                 "fp32_bytes": fp32_c["size_bytes"],
                 "int8_bytes": candidates[1]["size_bytes"],
                 "int8_over_fp32": candidates[1]["size_bytes"] / fp32_c["size_bytes"],
+                "float_weight_bytes_kept": sum(by_name.get(n, {}).get("weight_bytes", 0) for n in excluded),
+                "within_a_third": candidates[1]["size_bytes"] <= fp32_c["size_bytes"] / 3.0,
             },
             "speed": {
                 "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
@@ -242,6 +283,30 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def agreement_samples(db, info, calib_samples, limit: int, seed: int, split) -> list:
+    """Up to ``limit`` training-split samples that calibration did not use, class-stratified (label-free check)."""
+    from dataclasses import replace as _replace
+
+    from edge.data import task_samples
+
+    if limit <= 0:
+        return []
+    used = {s.record.image_name for s in calib_samples}
+    rest = [s for s in task_samples(db, "train", _replace(split, max_per_split=None)) if s.record.image_name not in used]
+    if len(rest) <= limit:
+        return rest
+    idx = np.linspace(0, len(rest) - 1, limit).round().astype(int)
+    return [rest[i] for i in idx]
+
+
+def _why_kept(node: str, rank: int | None, n_ranked: int, put_back: dict | None) -> str:
+    where = f"rank {rank} of {n_ranked} by KL divergence when quantized alone" if rank else "not ranked"
+    if put_back is None:
+        return f"{where}; among the fewest most sensitive layers for which the accuracy holds"
+    return (f"{where}; put back in INT8 on its own, the accuracy no longer held "
+            f"({put_back['weight_bytes'] / 1e3:.1f} kB of float weights)")
 
 
 def _cpu_name() -> str:
@@ -270,6 +335,7 @@ def report_markdown(r: dict[str, Any]) -> str:
     """The quantize report as markdown."""
     v = r["validation"]
     s = r["settings"]
+    c = r["criterion"]
     lines = [
         f"# INT8 quantization: {Path(r['fp32_model']).name} -> {Path(r['int8_model']).name}",
         "",
@@ -278,29 +344,41 @@ def report_markdown(r: dict[str, Any]) -> str:
         f"target {s['target']}, format QDQ, reduce_range {s['reduce_range']}.",
         f"Calibration: {r['calibration']['images']} images from training patients (seed {r['calibration']['seed']}).",
         "",
-        f"## Accuracy on the validation patients ({v['images']} images)",
+        f"## Accuracy on the check images",
         "",
-        "| model | top-1 | drop (points) | argmax agreement | holds |",
-        "|---|---|---|---|---|",
-        f"| FP32 | {_pct(v['fp32']['top1_accuracy'])} | | | |",
-        f"| INT8, all layers | {_pct(v['int8_all_layers']['top1_int8'])} | {v['int8_all_layers']['drop_points']:.2f} "
-        f"| {_pct(v['int8_all_layers']['agreement'])} | {'yes' if v['int8_all_layers']['ok'] else 'no'} |",
+        f"Top-1 on the {v['images']} labelled validation-patient images (one image = {c['resolution_points']:.2f} points, "
+        f"so a drop is allowed up to {c['allowed_drop_points']:.2f} points: --max-drop {c['max_drop_points']}, but "
+        f"never less than one image); argmax agreement with FP32 on {c['agreement_images']} images: those plus "
+        f"{c['agreement_extra_training_images']} training-patient images calibration did not use (agreement needs no "
+        f"labels), at least {c['min_agreement']} (at most {c['allowed_flips']} changed predictions).",
+        "",
+        "| model | top-1 (val) | drop (points) | argmax agreement | flips | mean KL | holds |",
+        "|---|---|---|---|---|---|---|",
+        f"| FP32 | {_pct(v['fp32']['top1_accuracy'])} | | | | | |",
     ]
+    for m in r.get("methods", []):
+        lines.append(f"| INT8, all layers, {m['method']} | {_pct(m['top1_int8'])} | {m['drop_points']:.2f} | "
+                     f"{_pct(m['agreement'])} | {m['flips']} | {m['kl']:.4f} | {'yes' if m['ok'] else 'no'} |")
     if r["excluded_layers"]:
         lines.append(
-            f"| INT8, {len(r['excluded_layers'])} layer(s) in float | {_pct(v['int8']['top1_int8'])} | "
-            f"{v['int8']['drop_points']:.2f} | {_pct(v['int8']['agreement'])} | {'yes' if v['int8']['ok'] else 'no'} |"
+            f"| INT8 ({s['method']}), {len(r['excluded_layers'])} layer(s) in float | {_pct(v['int8']['top1_int8'])} | "
+            f"{v['int8']['drop_points']:.2f} | {_pct(v['int8']['agreement'])} | {v['int8']['flips']} | "
+            f"{v['int8']['kl']:.4f} | {'yes' if v['int8']['ok'] else 'no'} |"
         )
-    lines += ["", f"Allowed: drop <= {s['max_drop_points']} points, agreement >= {s['min_agreement']}.", ""]
+    lines += ["", f"Calibration method used: **{s['method']}**"
+              + (" (the closest to FP32 of those tried)" if len(r.get("methods", [])) > 1 else "") + ".", ""]
     if r["excluded_layers"]:
-        lines += ["## Layers kept in float", "", "| node | op | agreement alone | mean abs prob diff alone |", "|---|---|---|---|"]
+        lines += ["## Layers kept in float", "",
+                  "| node | op | float weights | KL alone | agreement alone | why |", "|---|---|---|---|---|---|"]
         for e in r["excluded_layers"]:
-            lines.append(f"| {e['node']} | {e.get('op_type', '')} | {e.get('agreement', float('nan')):.4f} | "
-                         f"{e.get('mean_abs_prob_diff', float('nan')):.4f} |")
-        n_ex = len(r["excluded_layers"])
-        lines += ["", f"Each layer was quantized alone and ranked by how far it moved the validation outputs; the "
-                  f"{n_ex} most sensitive are the fewest kept in float for which the accuracy holds "
-                  f"(tried: {', '.join(str(t['k']) for t in r['search'].get('tried', []))} layers).", ""]
+            lines.append(f"| {e['node']} | {e.get('op_type', '')} | {e.get('weight_bytes', 0) / 1e3:.1f} kB | "
+                         f"{e.get('kl', float('nan')):.4f} | {e.get('agreement', float('nan')):.4f} | {e['why']} |")
+        se = r["search"]
+        backs = se.get("put_back", [])
+        lines += ["", f"Each layer was quantized alone and ranked by the KL divergence it caused; the {se.get('smallest_k')} "
+                  f"most sensitive were the fewest kept in float for which the accuracy held; then each of those, "
+                  f"largest weights first, was tried in INT8 again: {sum(1 for b in backs if b['int8_ok'])} of "
+                  f"{len(backs)} went back to INT8, {len(r['excluded_layers'])} stayed in float.", ""]
     elif r["search"].get("ran") and not r["search"].get("found"):
         lines += ["No set of layers kept in float made the accuracy hold.", ""]
     sp = r["speed"]
@@ -316,7 +394,9 @@ def report_markdown(r: dict[str, Any]) -> str:
     rec = r["recommendation"]
     lines += [
         "",
-        f"INT8 / FP32 size: {r['sizes']['int8_over_fp32']:.2f}.",
+        f"INT8 / FP32 size: {r['sizes']['int8_over_fp32']:.3f} "
+        f"({'within' if r['sizes']['within_a_third'] else 'NOT within'} a third; "
+        f"{r['sizes']['float_weight_bytes_kept'] / 1e3:.1f} kB of weights kept in float).",
         "",
         f"**Deploy here: `{Path(rec['file']).name}` ({rec['name']}, {rec['hz']:.0f} Hz)**: {rec['reason']}.",
         "",

@@ -3,12 +3,25 @@
 As Polygraphy's ``debug precision``, but with ONNX Runtime Q/DQ models:
 
 1. :func:`layer_sensitivity`: for each quantizable node, a model in which ONLY
-   that node is quantized is run on validation images and compared with FP32
-   (argmax agreement, mean |p_int8 - p_fp32|). A node that alone moves the
-   probabilities a lot is sensitive.
+   that node is quantized is run on the check images and compared with FP32:
+   mean KL(p_fp32 || p_int8) and the mean loss of the FP32 winner's margin
+   (top-1 minus runner-up probability), which move on every image, not only
+   on the few whose argmax flips. Most sensitive (largest KL) first.
 2. :func:`search_exclusions`: keep the k most sensitive nodes in float, fully
-   quantize the rest, and find the smallest k whose top-1 drop and argmax
-   agreement hold (k doubled until it holds, then bisected).
+   quantize the rest, and find the smallest k whose accuracy holds (k doubled
+   until it holds, then bisected); then :func:`put_back` tries each kept node
+   in INT8 again, largest weights first (the file size is the target, and an
+   activation-only op kept in float costs no bytes), and leaves it in INT8
+   when the accuracy still holds.
+
+What "holds" means (:func:`judge`): the top-1 drop on the labelled images
+(the validation patients) within ``max_drop`` points, where a drop smaller
+than one image is not resolvable (the allowed drop is at least one image,
+``resolution_points``), and the argmax agreement with FP32 at least
+``min_agreement`` over ALL check images: the validation images plus, label
+free, training-patient images that calibration did not use. Agreement needs
+no labels, and on 96 validation images 99 % would mean "not one flip", a
+test that says little about a 900-image test split.
 
 Quantization re-uses the cached calibration ranges, so no step re-calibrates.
 """
@@ -23,7 +36,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from calibration.evaluation import predict_file
-from calibration.quantize_ort import QuantizeConfig, node_op_types, quantize_with_ranges
+from calibration.quantize_ort import QuantizeConfig, node_op_types, node_weight_bytes, quantize_with_ranges
 
 
 @dataclass
@@ -35,11 +48,14 @@ class LayerSensitivity:
     agreement: float  # argmax agreement with FP32 (1.0 = none changed)
     mean_abs_prob_diff: float
     max_abs_prob_diff: float
+    kl: float = 0.0  # mean KL(p_fp32 || p_int8), nats
+    margin_loss: float = 0.0  # mean max(0, FP32 winner's margin lost), probability units
+    weight_bytes: int = 0  # float bytes of the node's constant inputs (what INT8 shrinks 4x)
 
     @property
     def score(self) -> float:
-        """Higher = more sensitive: flipped predictions first, then probability movement."""
-        return (1.0 - self.agreement) + self.mean_abs_prob_diff
+        """Higher = more sensitive: the mean KL divergence from FP32 (moves on every image)."""
+        return self.kl
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -51,35 +67,82 @@ class LayerSensitivity:
 class Holds:
     """Whether a candidate's accuracy holds against FP32 on the same images."""
 
-    top1_fp32: float
+    top1_fp32: float  # on the labelled images
     top1_int8: float
-    agreement: float
+    agreement: float  # on all check images
     max_drop_points: float
     min_agreement: float
+    labelled_images: int = 0
+    agreement_images: int = 0
+    kl: float = 0.0  # mean KL(p_fp32 || p_int8) over all check images
 
     @property
     def drop_points(self) -> float:
         return 100.0 * (self.top1_fp32 - self.top1_int8)
 
     @property
+    def resolution_points(self) -> float:
+        """One labelled image, in points: a smaller drop cannot be measured on these images."""
+        return 100.0 / self.labelled_images if self.labelled_images else 0.0
+
+    @property
+    def allowed_drop_points(self) -> float:
+        """``max_drop_points``, but never below the resolution (one image lost is within noise)."""
+        return max(self.max_drop_points, self.resolution_points) if self.max_drop_points >= 0 else self.max_drop_points
+
+    @property
+    def flips(self) -> int:
+        return int(round((1.0 - self.agreement) * self.agreement_images))
+
+    @property
     def ok(self) -> bool:
-        return self.drop_points <= self.max_drop_points + 1e-9 and self.agreement >= self.min_agreement - 1e-12
+        return self.drop_points <= self.allowed_drop_points + 1e-9 and self.agreement >= self.min_agreement - 1e-12
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d.update(drop_points=self.drop_points, ok=self.ok)
+        d.update(drop_points=self.drop_points, resolution_points=self.resolution_points,
+                 allowed_drop_points=self.allowed_drop_points, flips=self.flips, ok=self.ok)
         return d
 
 
+def kl_divergence(ref_probs: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Per-image KL(ref || probs) in nats (probabilities clipped at 1e-7)."""
+    p = np.clip(ref_probs.astype(np.float64), 1e-7, 1.0)
+    q = np.clip(probs.astype(np.float64), 1e-7, 1.0)
+    return np.sum(p * (np.log(p) - np.log(q)), axis=1)
+
+
+def margin_loss(ref_probs: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Per image: how much of the FP32 winner's margin (its prob minus the best other) was lost, >= 0."""
+    win = ref_probs.argmax(1)
+    rows = np.arange(len(win))
+
+    def margin(p: np.ndarray) -> np.ndarray:
+        other = p.copy()
+        other[rows, win] = -np.inf
+        return p[rows, win] - other.max(1)
+
+    return np.maximum(0.0, margin(ref_probs) - margin(probs))
+
+
 def judge(ref_probs: np.ndarray, probs: np.ndarray, targets: np.ndarray, max_drop: float, min_agreement: float) -> Holds:
-    """Top-1 of both, argmax agreement, against the allowed drop (points) and agreement."""
+    """Top-1 of both on the first ``len(targets)`` rows (the labelled ones), argmax agreement and KL on all rows.
+
+    Rows after the labelled ones are label-free check images (agreement only).
+    """
     ref_pred, pred = ref_probs.argmax(1), probs.argmax(1)
+    n = len(targets)
+    if n > len(ref_probs):
+        raise ValueError(f"{n} targets for {len(ref_probs)} images")
     return Holds(
-        top1_fp32=float(np.mean(ref_pred == targets)),
-        top1_int8=float(np.mean(pred == targets)),
+        top1_fp32=float(np.mean(ref_pred[:n] == targets)) if n else 0.0,
+        top1_int8=float(np.mean(pred[:n] == targets)) if n else 0.0,
         agreement=float(np.mean(ref_pred == pred)),
         max_drop_points=max_drop,
         min_agreement=min_agreement,
+        labelled_images=n,
+        agreement_images=len(ref_probs),
+        kl=float(kl_divergence(ref_probs, probs).mean()),
     )
 
 
@@ -95,6 +158,7 @@ def layer_sensitivity(
 ) -> list[LayerSensitivity]:
     """Quantize each node alone and measure how far the outputs move; most sensitive first."""
     ops = node_op_types(prepared)
+    weights = node_weight_bytes(prepared)
     results = []
     with tempfile.TemporaryDirectory(prefix="fetalplanes-sens-") as tmp:
         for i, node in enumerate(nodes):
@@ -109,12 +173,15 @@ def layer_sensitivity(
                     agreement=float(np.mean(probs.argmax(1) == ref_probs.argmax(1))),
                     mean_abs_prob_diff=float(diff.mean()),
                     max_abs_prob_diff=float(diff.max()),
+                    kl=float(kl_divergence(ref_probs, probs).mean()),
+                    margin_loss=float(margin_loss(ref_probs, probs).mean()),
+                    weight_bytes=weights.get(node, 0),
                 )
             )
             if progress and (i + 1) % 10 == 0:
                 progress(f"  sensitivity: {i + 1}/{len(nodes)} layers")
             path.unlink(missing_ok=True)
-    return sorted(results, key=lambda r: -r.score)
+    return sorted(results, key=lambda r: (-r.score, -r.margin_loss, r.agreement))
 
 
 def _predict_plain(path: Path, x: np.ndarray, threads: int) -> np.ndarray:
@@ -156,11 +223,40 @@ def smallest_k(n: int, ok: Callable[[int], bool]) -> int | None:
     return hi
 
 
+def put_back(
+    kept: Sequence[str],
+    holds: Callable[[list[str]], bool],
+    weight_bytes: dict[str, int] | None = None,
+    sensitivity: dict[str, float] | None = None,
+) -> tuple[list[str], list[dict]]:
+    """Greedy put-back: try each node of ``kept`` (a set kept in float for which ``holds`` is true) in INT8 again.
+
+    Order: largest ``weight_bytes`` first (size is the target; weightless ops last),
+    then least ``sensitivity`` first. A node goes back to INT8 when ``holds(rest)``
+    is still true for the remaining float set. Returns (still kept in float, in the
+    input order; one record per try).
+    """
+    weight_bytes = weight_bytes or {}
+    sensitivity = sensitivity or {}
+    order = sorted(kept, key=lambda n: (-weight_bytes.get(n, 0), sensitivity.get(n, 0.0)))
+    current = list(kept)
+    tries: list[dict] = []
+    for node in order:
+        rest = [n for n in current if n != node]
+        ok = bool(holds(rest))
+        tries.append({"node": node, "weight_bytes": weight_bytes.get(node, 0), "int8_ok": ok})
+        if ok:
+            current = rest
+    return current, tries
+
+
 @dataclass
 class SearchResult:
     excluded: list[str]
     holds: Holds | None
     tried: list[dict] = field(default_factory=list)  # {"k": k, "drop_points": .., "agreement": .., "ok": ..}
+    smallest_k: int | None = None  # the bisection's answer, before put-back
+    put_back: list[dict] = field(default_factory=list)  # {"node", "weight_bytes", "int8_ok"}
 
 
 def search_exclusions(
@@ -175,24 +271,39 @@ def search_exclusions(
     min_agreement: float,
     threads: int = 0,
     progress: Callable[[str], None] | None = None,
+    weight_bytes: dict[str, int] | None = None,
+    sensitivity: dict[str, float] | None = None,
+    prune: bool = True,
 ) -> SearchResult:
-    """The smallest k such that keeping ``ranking[:k]`` in float holds; ``holds`` None if even all fail."""
-    cache: dict[int, Holds] = {}
+    """Layers to keep in float: the smallest k such that ``ranking[:k]`` holds, then :func:`put_back`.
+
+    ``x`` / ``ref_probs`` are all check images, ``targets`` the labels of the
+    first ones (see :func:`judge`). ``holds`` is None if even all of ``ranking`` fail.
+    """
+    cache: dict[tuple[str, ...], Holds] = {}
     tried: list[dict] = []
 
-    def check(k: int) -> Holds:
-        if k not in cache:
+    def check(excluded: Sequence[str], label: str) -> Holds:
+        key = tuple(sorted(excluded))
+        if key not in cache:
             with tempfile.TemporaryDirectory(prefix="fetalplanes-search-") as tmp:
                 path = Path(tmp) / "candidate.onnx"
-                quantize_with_ranges(prepared, path, cache_path, config, nodes_to_exclude=ranking[:k], metadata=False)
-                cache[k] = judge(ref_probs, _predict_plain(path, x, threads), targets, max_drop, min_agreement)
-            h = cache[k]
-            tried.append({"k": k, "drop_points": h.drop_points, "agreement": h.agreement, "ok": h.ok})
+                quantize_with_ranges(prepared, path, cache_path, config, nodes_to_exclude=list(excluded), metadata=False)
+                cache[key] = judge(ref_probs, _predict_plain(path, x, threads), targets, max_drop, min_agreement)
+            h = cache[key]
+            tried.append({"k": len(excluded), "step": label, "drop_points": h.drop_points, "agreement": h.agreement,
+                          "kl": h.kl, "ok": h.ok})
             if progress:
-                progress(f"  {k} layer(s) in float: drop {h.drop_points:.2f} points, agreement {h.agreement:.4f}")
-        return cache[k]
+                progress(f"  {label}: {len(excluded)} layer(s) in float: drop {h.drop_points:.2f} points, "
+                         f"agreement {h.agreement:.4f} ({h.flips} flips of {h.agreement_images}), "
+                         f"{'holds' if h.ok else 'fails'}")
+        return cache[key]
 
-    k = smallest_k(len(ranking), lambda k: check(k).ok)
+    k = smallest_k(len(ranking), lambda k: check(ranking[:k], "bisect").ok)
     if k is None:
         return SearchResult(list(ranking), None, tried)
-    return SearchResult(list(ranking[:k]), cache[k], tried)
+    excluded = list(ranking[:k])
+    backs: list[dict] = []
+    if prune and len(excluded) > 0:
+        excluded, backs = put_back(excluded, lambda rest: check(rest, f"put back").ok, weight_bytes, sensitivity)
+    return SearchResult(excluded, check(excluded, "final"), tried, k, backs)

@@ -17,7 +17,7 @@ def register(subparsers) -> None:
         handle,
         "fetalplanes quantize --onnx model.onnx --data FETAL_PLANES_DB --out model.int8.onnx",
         description=(
-            "Calibrates on training-patient images, quantizes (QDQ, per-channel int8 weights), measures top-1 of "
+            "Calibrates on training-patient images (with each method under --method auto), quantizes (QDQ, per-channel int8 weights), measures top-1 of "
             "FP32 and INT8 on the validation patients, keeps in float the fewest layers needed for the accuracy "
             "to hold, times FP32 and INT8 on this machine and names the file to deploy here. Writes "
             "<out stem>.quantize.json and .md beside the output. Exit 1 when the INT8 accuracy does not hold."
@@ -26,8 +26,9 @@ def register(subparsers) -> None:
     p.add_argument("--onnx", required=True, type=Path, help="FP32 ONNX model with fetalplanes metadata")
     p.add_argument("--data", required=True, type=Path, help="FETAL_PLANES_DB folder (CSV + Images/) it was trained on")
     p.add_argument("--out", required=True, type=Path, help="INT8 ONNX file to write (e.g. model.int8.onnx)")
-    p.add_argument("--method", default="entropy", choices=("minmax", "entropy", "percentile"),
-                   help="activation range calibration (default: entropy, 512 histogram bins)")
+    p.add_argument("--method", default="auto", choices=("auto", "minmax", "entropy", "percentile"),
+                   help="activation range calibration (default auto: calibrate with each and keep the one whose fully "
+                        "INT8 model is closest to FP32; entropy uses 512 histogram bins)")
     p.add_argument("--activations", default=None, choices=("uint8", "int8"),
                    help="activation type (default: uint8 asymmetric for --target cpu, int8 symmetric for tensorrt)")
     p.add_argument("--target", default="cpu", choices=("cpu", "tensorrt"),
@@ -42,6 +43,11 @@ def register(subparsers) -> None:
     p.add_argument("--per-tensor", action="store_true", help="per-tensor weights instead of per-channel")
     p.add_argument("--reduce-range", action="store_true", help="7-bit weights (older x86 CPUs without VNNI)")
     p.add_argument("--no-search", action="store_true", help="do not look for layers to keep in float")
+    p.add_argument("--agreement-images", type=int, default=1000,
+                   help="training-patient images not used for calibration, added (label-free) to the agreement "
+                        "check (1000; 0: validation images only)")
+    p.add_argument("--no-put-back", action="store_true",
+                   help="keep the bisection's layer set; do not try each float layer in INT8 again")
     p.add_argument("--val-max-images", type=int, default=None, help="use at most this many validation images")
     p.add_argument("--threads", type=int, default=0, help="threads for the timing (default: all usable cores)")
     p.add_argument("--speed-seconds", type=float, default=1.0, help="timing: seconds per file and round (1.0)")
@@ -71,6 +77,8 @@ def handle(args: argparse.Namespace) -> int:
         max_drop=args.max_drop,
         min_agreement=args.min_agreement,
         search=not args.no_search,
+        agreement_images=args.agreement_images,
+        put_back=not args.no_put_back,
         val_max_images=args.val_max_images,
         threads=args.threads,
         speed_seconds=args.speed_seconds,
@@ -83,7 +91,8 @@ def handle(args: argparse.Namespace) -> int:
     print(f"wrote {args.out} ({report['sizes']['int8_over_fp32']:.2f} x FP32 size, "
           f"{len(report['excluded_layers'])} layer(s) kept in float)")
     print(f"validation top-1: FP32 {100 * v['top1_fp32']:.2f} %, INT8 {100 * v['top1_int8']:.2f} % "
-          f"(drop {v['drop_points']:.2f} points, agreement {100 * v['agreement']:.2f} %)")
+          f"(drop {v['drop_points']:.2f} points, resolution {v['resolution_points']:.2f}); agreement "
+          f"{100 * v['agreement']:.2f} % on {v['agreement_images']} images; method {report['settings']['method']}")
     print(f"deploy here: {rec['file']} ({rec['precision']}, {rec['hz']:.0f} Hz, batch 1, {rec['threads']} threads)")
     print(f"report: {json_path} and {md_path}")
     return EXIT_OK if report["accuracy_holds"] else EXIT_FAILURE
