@@ -82,9 +82,29 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
     cfg.source.pace = spec["pace"]
     summary = run_loop(cfg, extra_outputs=[NullDisplay()])
     out["summary"] = summary.to_dict()
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # before the model-only timing
+    if spec.get("model_seconds"):
+        out["model_only"] = model_only_hz(spec["model"], spec["threads"], spec["model_seconds"])
     out["torch_imported"] = "torch" in sys.modules
     return out
+
+
+def model_only_hz(model: str, threads: int, seconds: float) -> dict[str, float]:
+    """Batch-1 Hz of the model alone, same file and threads, in the same process seconds after the loop."""
+    import numpy as np
+
+    from edge.backends import open_runner
+
+    with open_runner(model, threads=threads) as r:
+        x = np.random.default_rng(0).normal(0, 0.5, r.info.input_shape(1)).astype(np.float32)
+        for _ in range(5):
+            r.infer(x)
+        times, start = [], time.perf_counter()
+        while time.perf_counter() - start < seconds or len(times) < 5:
+            t0 = time.perf_counter()
+            r.infer(x)
+            times.append(time.perf_counter() - t0)
+    return {"hz": len(times) / (time.perf_counter() - start), "p50_ms": float(np.percentile(times, 50) * 1000)}
 
 
 def run_child(spec: dict[str, Any], timeout: float = 300.0) -> dict[str, Any]:
@@ -125,6 +145,8 @@ def row_of(r: dict[str, Any]) -> dict[str, Any]:
         "sector_preprocess_ms": ms("sector", "preprocess"), "infer_ms": ms("infer"),
         "temporal_overlay_ms": ms("temporal", "overlay"), "output_ms": ms("outputs"),
         "latency_p50_ms": s.get("latency_ms", {}).get("p50_ms"), "latency_p99_ms": s.get("latency_ms", {}).get("p99_ms"),
+        "model_only_hz": (r.get("model_only") or {}).get("hz"),
+        "live_over_model": (s["hz"] / r["model_only"]["hz"]) if r.get("model_only") else None,
         "peak_rss_mb": round(r["peak_rss_mb"], 1), "torch_imported": r["torch_imported"], "end": s["end_reason"],
     }
 
@@ -148,7 +170,8 @@ def run_bench(model: str | Path, videos: Sequence[str | Path], threads: int = 2,
             for mode in modes:
                 spec = {"video": str(v), "mode": mode, "pace": MODES[mode], "model": str(model), "threads": threads,
                         "jsonl": str(Path(tmp) / f"{Path(v).stem}-{mode}.jsonl"), "decode_pass": mode == "unpaced",
-                        "max_frames": max_frames, "max_seconds": paced_seconds if mode != "unpaced" else 0.0}
+                        "max_frames": max_frames, "max_seconds": paced_seconds if mode != "unpaced" else 0.0,
+                        "model_seconds": model_seconds if mode == "unpaced" else 0.0}
                 clip["runs"][mode] = row_of(run_child(spec))
                 r = clip["runs"][mode]
                 log(f"  {clip['name']:<42} {mode:<9} " + (f"{r['hz']:7.1f} Hz  p99 {common.fmt(r['latency_p99_ms'], 2)} ms  "
@@ -166,8 +189,8 @@ def _is_640x480(c: dict[str, Any]) -> bool:
 def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     clips = [c for c in result["clips"] if _is_640x480(c)]
     checks = []
-    ratios = [c["runs"]["unpaced"]["hz"] / result["model_only_hz"] for c in clips
-              if "hz" in c["runs"].get("unpaced", {}) and result["model_only_hz"] > 0]
+    ratios = [c["runs"]["unpaced"]["live_over_model"] for c in clips
+              if (c["runs"].get("unpaced") or {}).get("live_over_model") is not None]
     checks.append({"target": f"live loop >= {LIVE_OVER_MODEL:.0%} of model-only Hz on the real 640x480 clips (unpaced, worst clip)",
                    "value": min(ratios) if ratios else None, "limit": LIVE_OVER_MODEL,
                    "ok": (min(ratios) >= LIVE_OVER_MODEL) if ratios else None, "clips": len(ratios)})
@@ -192,24 +215,26 @@ def markdown(result: dict[str, Any]) -> str:
         f"measured {mc['when']}. {result['note']}.",
         "",
         f"Model `{Path(result['model']).name}`, ONNX Runtime, {result['threads']} threads; model-only "
-        f"{result['model_only_hz']:.1f} Hz (batch 1, p50 {result['model_only_p50_ms']:.2f} ms) in the same run. "
+        f"{result['model_only_hz']:.1f} Hz (batch 1, p50 {result['model_only_p50_ms']:.2f} ms) at the start; the "
+        "90% target uses each clip's own model-only Hz, timed in the same child right after its unpaced run "
+        "(the load on a shared machine drifts). "
         "Each run is a child process importing only `edge` (no torch). Stage times are means per frame; decode is a "
         "separate decode-only pass of the same clip. Paced runs stop after a few seconds.",
         "",
         "| clip | size | fps | mode | Hz | decode ms | sector+pre ms | infer ms | temporal+overlay ms | output ms | "
-        "latency p50 / p99 ms | dropped | peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "latency p50 / p99 ms | dropped | peak MB | live / model-only |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     f = common.fmt
     for c in result["clips"]:
         for mode, r in c["runs"].items():
             if "error" in r:
-                lines.append(f"| {c['name']} | {c['width']}x{c['height']} | {c['fps']:.0f} | {mode} | error: {r['error']} |||||||||")
+                lines.append(f"| {c['name']} | {c['width']}x{c['height']} | {c['fps']:.0f} | {mode} | error: {r['error']} ||||||||||")
                 continue
             lines.append(f"| {c['name']} | {c['width']}x{c['height']} | {c['fps']:.0f} | {mode} | {r['hz']:.1f} | "
                          f"{f(r['decode_ms'], 2)} | {f(r['sector_preprocess_ms'], 2)} | {f(r['infer_ms'], 2)} | "
                          f"{f(r['temporal_overlay_ms'], 2)} | {f(r['output_ms'], 2)} | {f(r['latency_p50_ms'], 2)} / "
-                         f"{f(r['latency_p99_ms'], 2)} | {r['dropped']} | {r['peak_rss_mb']:.0f} |")
+                         f"{f(r['latency_p99_ms'], 2)} | {r['dropped']} | {r['peak_rss_mb']:.0f} | {f(r.get('live_over_model'), 2)} |")
     lines += ["", "## Targets (from this run)", "", "| target | measured | limit | result |", "|---|---|---|---|"]
     for t in result["targets"]:
         res = "n/a" if t["ok"] is None else ("PASS" if t["ok"] else "FAIL")

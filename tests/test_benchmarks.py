@@ -78,6 +78,7 @@ def test_bench_live_child_runs_edge_only(tiny_onnx, tmp_path):
     assert un["frames"] == 6 and un["hz"] > 0 and un["infer_ms"] > 0 and un["decode_ms"] > 0
     assert un["temporal_overlay_ms"] is not None and un["latency_p99_ms"] >= un["latency_p50_ms"]
     assert un["torch_imported"] is False and un["peak_rss_mb"] > 10
+    assert un["live_over_model"] == pytest.approx(un["hz"] / un["model_only_hz"])
     assert {t["target"].split(" ")[0] for t in result["targets"]} == {"live", "capture-to-label", "edge"}
     mem = next(t for t in result["targets"] if t["target"].startswith("edge"))
     assert mem["value"] == max(r["peak_rss_mb"] for r in clip["runs"].values())
