@@ -86,3 +86,11 @@ def tiny_onnx(tmp_path_factory) -> Path:
 def make_tiny_onnx_fixture():
     """The `make_tiny_onnx(path, task=..., input_size=..., seed=...)` factory, for tests that need several."""
     return make_tiny_onnx
+
+
+@pytest.fixture(scope="session")
+def phantom_db(tmp_path_factory) -> Path:
+    """A small phantom dataset in FETAL_PLANES_DB's layout (24 patients, 48 px wide images)."""
+    from edge.phantom.dataset import write_phantom_dataset
+
+    return write_phantom_dataset(tmp_path_factory.mktemp("phantom") / "db", patients=24, seed=0, size=48)
