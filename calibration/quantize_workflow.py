@@ -47,6 +47,7 @@ class QuantizeJob:
     sensitivity_images: int = 300  # check images used to rank layers
     agreement_images: int = 1000  # label-free training images (not calibration ones) added to the agreement check
     put_back: bool = True  # after the search, try each float layer in INT8 again (largest weights first)
+    put_back_kl_slack: float | None = 1.1  # a put-back may raise the mean KL at most this factor over the bisection set
     val_max_images: int | None = None  # cap the validation images (quick runs)
     threads: int = 0  # 0: the cores this process may use
     speed_seconds: float = 1.0
@@ -159,6 +160,7 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
                 weight_bytes={r.node: r.weight_bytes for r in ranking},
                 sensitivity={r.node: r.score for r in ranking},
                 prune=job.put_back,
+                kl_slack=job.put_back_kl_slack,
             )
             search_info.update(ran=True, tried=result.tried, found=result.holds is not None,
                                smallest_k=result.smallest_k, put_back=result.put_back)

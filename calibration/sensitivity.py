@@ -274,11 +274,16 @@ def search_exclusions(
     weight_bytes: dict[str, int] | None = None,
     sensitivity: dict[str, float] | None = None,
     prune: bool = True,
+    kl_slack: float | None = 1.1,
 ) -> SearchResult:
     """Layers to keep in float: the smallest k such that ``ranking[:k]`` holds, then :func:`put_back`.
 
     ``x`` / ``ref_probs`` are all check images, ``targets`` the labels of the
     first ones (see :func:`judge`). ``holds`` is None if even all of ``ranking`` fail.
+    A put-back must also keep the mean KL within ``kl_slack`` times the bisection
+    set's: each try is another look at the same few flips, and a greedy chain of
+    "still just holds" drifts to a model that fails on new images; the KL moves on
+    every image and is far less noisy (None: no KL bound).
     """
     cache: dict[tuple[str, ...], Holds] = {}
     tried: list[dict] = []
@@ -305,5 +310,11 @@ def search_exclusions(
     excluded = list(ranking[:k])
     backs: list[dict] = []
     if prune and len(excluded) > 0:
-        excluded, backs = put_back(excluded, lambda rest: check(rest, f"put back").ok, weight_bytes, sensitivity)
+        kl_budget = None if kl_slack is None else kl_slack * cache[tuple(sorted(excluded))].kl + 1e-12
+
+        def holds(rest: list[str]) -> bool:
+            h = check(rest, "put back")
+            return h.ok and (kl_budget is None or h.kl <= kl_budget)
+
+        excluded, backs = put_back(excluded, holds, weight_bytes, sensitivity)
     return SearchResult(excluded, check(excluded, "final"), tried, k, backs)

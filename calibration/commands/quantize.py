@@ -48,6 +48,9 @@ def register(subparsers) -> None:
                         "check (1000; 0: validation images only)")
     p.add_argument("--no-put-back", action="store_true",
                    help="keep the bisection's layer set; do not try each float layer in INT8 again")
+    p.add_argument("--put-back-kl-slack", type=float, default=1.1,
+                   help="a layer goes back to INT8 only if the mean KL from FP32 stays within this factor of the "
+                        "bisection set's (1.1; guards against a chain of barely-holding put-backs)")
     p.add_argument("--val-max-images", type=int, default=None, help="use at most this many validation images")
     p.add_argument("--threads", type=int, default=0, help="threads for the timing (default: all usable cores)")
     p.add_argument("--speed-seconds", type=float, default=1.0, help="timing: seconds per file and round (1.0)")
@@ -79,6 +82,7 @@ def handle(args: argparse.Namespace) -> int:
         search=not args.no_search,
         agreement_images=args.agreement_images,
         put_back=not args.no_put_back,
+        put_back_kl_slack=args.put_back_kl_slack,
         val_max_images=args.val_max_images,
         threads=args.threads,
         speed_seconds=args.speed_seconds,

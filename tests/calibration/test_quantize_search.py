@@ -129,6 +129,10 @@ def test_search_puts_harmless_layers_back_in_int8(outlier):
     again = quantize_with_ranges(prep, prep.with_name("again.onnx"), cache, config, nodes_to_exclude=r.excluded,
                                  metadata=False)
     assert judge(ref, _predict_plain(again, x, 1), targets, 1.0, 0.99).ok
+    # no KL increase allowed at all: a put-back needs a candidate at least as close to FP32 as the bisection set
+    strict = search_exclusions(prep, cache, config, ranking, x, ref, targets, 1.0, 0.99, 1, weight_bytes=weights,
+                               kl_slack=0.0)
+    assert strict.holds.ok and len(strict.excluded) >= len(r.excluded)
     plain = search_exclusions(prep, cache, config, ranking, x, ref, targets, 1.0, 0.99, 1, prune=False)
     assert plain.excluded == ranking[: plain.smallest_k] and len(plain.excluded) > len(r.excluded)
 
