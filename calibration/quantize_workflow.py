@@ -48,6 +48,7 @@ class QuantizeJob:
     agreement_images: int = 1000  # label-free training images (not calibration ones) added to the agreement check
     put_back: bool = True  # after the search, try each float layer in INT8 again (largest weights first)
     put_back_kl_slack: float | None = 1.1  # a put-back may raise the mean KL at most this factor over the bisection set
+    size_target: float | None = 1.0 / 3.0  # put-back stops once INT8 <= this fraction of FP32 (None: try every layer)
     val_max_images: int | None = None  # cap the validation images (quick runs)
     threads: int = 0  # 0: the cores this process may use
     speed_seconds: float = 1.0
@@ -161,10 +162,11 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
                 sensitivity={r.node: r.score for r in ranking},
                 prune=job.put_back,
                 kl_slack=job.put_back_kl_slack,
+                target_bytes=None if job.size_target is None else int(Path(job.onnx).stat().st_size * job.size_target),
             )
             search_info.update(ran=True, tried=result.tried, found=result.holds is not None,
                                smallest_k=result.smallest_k, put_back=result.put_back)
-            put_back_by_node = {t["node"]: t for t in result.put_back}
+            put_back_by_node = {t["node"]: t for t in result.put_back if t.get("node")}
             if result.holds is not None:
                 excluded = result.excluded
                 final_holds = result.holds
@@ -376,11 +378,13 @@ def report_markdown(r: dict[str, Any]) -> str:
             lines.append(f"| {e['node']} | {e.get('op_type', '')} | {e.get('weight_bytes', 0) / 1e3:.1f} kB | "
                          f"{e.get('kl', float('nan')):.4f} | {e.get('agreement', float('nan')):.4f} | {e['why']} |")
         se = r["search"]
-        backs = se.get("put_back", [])
+        backs = [b for b in se.get("put_back", []) if b.get("node")]
+        stopped = any(b.get("stopped") for b in se.get("put_back", []))
         lines += ["", f"Each layer was quantized alone and ranked by the KL divergence it caused; the {se.get('smallest_k')} "
                   f"most sensitive were the fewest kept in float for which the accuracy held; then each of those, "
                   f"largest weights first, was tried in INT8 again: {sum(1 for b in backs if b['int8_ok'])} of "
-                  f"{len(backs)} went back to INT8, {len(r['excluded_layers'])} stayed in float.", ""]
+                  f"{len(backs)} went back to INT8, {len(r['excluded_layers'])} stayed in float"
+                  + (" (the put-back stopped once the file was within the size target)" if stopped else "") + ".", ""]
     elif r["search"].get("ran") and not r["search"].get("found"):
         lines += ["No set of layers kept in float made the accuracy hold.", ""]
     sp = r["speed"]

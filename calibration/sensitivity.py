@@ -228,13 +228,17 @@ def put_back(
     holds: Callable[[list[str]], bool],
     weight_bytes: dict[str, int] | None = None,
     sensitivity: dict[str, float] | None = None,
+    enough: Callable[[list[str]], bool] | None = None,
 ) -> tuple[list[str], list[dict]]:
     """Greedy put-back: try each node of ``kept`` (a set kept in float for which ``holds`` is true) in INT8 again.
 
     Order: largest ``weight_bytes`` first (size is the target; weightless ops last),
     then least ``sensitivity`` first. A node goes back to INT8 when ``holds(rest)``
-    is still true for the remaining float set. Returns (still kept in float, in the
-    input order; one record per try).
+    is still true for the remaining float set. ``enough(current)``, when given, stops
+    the put-back as soon as it is true (e.g. the file is already small enough): every
+    further put-back is one more look at the same few check images, and a chain of
+    "still just holds" drifts towards a model that fails on new images. Returns
+    (still kept in float, in the input order; one record per try).
     """
     weight_bytes = weight_bytes or {}
     sensitivity = sensitivity or {}
@@ -242,6 +246,9 @@ def put_back(
     current = list(kept)
     tries: list[dict] = []
     for node in order:
+        if enough is not None and enough(current):
+            tries.append({"node": None, "stopped": "size target met"})
+            break
         rest = [n for n in current if n != node]
         ok = bool(holds(rest))
         tries.append({"node": node, "weight_bytes": weight_bytes.get(node, 0), "int8_ok": ok})
@@ -275,6 +282,7 @@ def search_exclusions(
     sensitivity: dict[str, float] | None = None,
     prune: bool = True,
     kl_slack: float | None = 1.1,
+    target_bytes: int | None = None,
 ) -> SearchResult:
     """Layers to keep in float: the smallest k such that ``ranking[:k]`` holds, then :func:`put_back`.
 
@@ -283,9 +291,11 @@ def search_exclusions(
     A put-back must also keep the mean KL within ``kl_slack`` times the bisection
     set's: each try is another look at the same few flips, and a greedy chain of
     "still just holds" drifts to a model that fails on new images; the KL moves on
-    every image and is far less noisy (None: no KL bound).
+    every image and is far less noisy (None: no KL bound). ``target_bytes``: the
+    put-back stops once the INT8 file is at most this size (None: try every layer).
     """
     cache: dict[tuple[str, ...], Holds] = {}
+    sizes: dict[tuple[str, ...], int] = {}
     tried: list[dict] = []
 
     def check(excluded: Sequence[str], label: str) -> Holds:
@@ -295,6 +305,7 @@ def search_exclusions(
                 path = Path(tmp) / "candidate.onnx"
                 quantize_with_ranges(prepared, path, cache_path, config, nodes_to_exclude=list(excluded), metadata=False)
                 cache[key] = judge(ref_probs, _predict_plain(path, x, threads), targets, max_drop, min_agreement)
+                sizes[key] = path.stat().st_size
             h = cache[key]
             tried.append({"k": len(excluded), "step": label, "drop_points": h.drop_points, "agreement": h.agreement,
                           "kl": h.kl, "ok": h.ok})
@@ -316,5 +327,11 @@ def search_exclusions(
             h = check(rest, "put back")
             return h.ok and (kl_budget is None or h.kl <= kl_budget)
 
-        excluded, backs = put_back(excluded, holds, weight_bytes, sensitivity)
+        def enough(current: list[str]) -> bool:
+            if target_bytes is None:
+                return False
+            check(current, "size")
+            return sizes[tuple(sorted(current))] <= target_bytes
+
+        excluded, backs = put_back(excluded, holds, weight_bytes, sensitivity, enough)
     return SearchResult(excluded, check(excluded, "final"), tried, k, backs)

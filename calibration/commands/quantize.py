@@ -51,6 +51,9 @@ def register(subparsers) -> None:
     p.add_argument("--put-back-kl-slack", type=float, default=1.1,
                    help="a layer goes back to INT8 only if the mean KL from FP32 stays within this factor of the "
                         "bisection set's (1.1; guards against a chain of barely-holding put-backs)")
+    p.add_argument("--size-target", type=float, default=1 / 3,
+                   help="the put-back stops once the INT8 file is at most this fraction of the FP32 file "
+                        "(default 1/3; 0: try every float layer)")
     p.add_argument("--val-max-images", type=int, default=None, help="use at most this many validation images")
     p.add_argument("--threads", type=int, default=0, help="threads for the timing (default: all usable cores)")
     p.add_argument("--speed-seconds", type=float, default=1.0, help="timing: seconds per file and round (1.0)")
@@ -83,6 +86,7 @@ def handle(args: argparse.Namespace) -> int:
         agreement_images=args.agreement_images,
         put_back=not args.no_put_back,
         put_back_kl_slack=args.put_back_kl_slack,
+        size_target=args.size_target or None,
         val_max_images=args.val_max_images,
         threads=args.threads,
         speed_seconds=args.speed_seconds,

@@ -155,3 +155,23 @@ def test_method_auto_tries_each_and_keeps_the_closest(phantom_db_60, tmp_path, c
     assert c["resolution_points"] == pytest.approx(100 / c["labelled_images"])
     md = (tmp_path / "outlier.int8.quantize.md").read_text()
     assert "Calibration method used: **" + best["method"] in md
+
+
+def test_put_back_stops_once_the_size_target_is_met():
+    from calibration.sensitivity import put_back
+
+    kept = ["a", "b", "c", "d"]
+    weights = {"a": 400, "b": 300, "c": 200, "d": 100}
+    asked: list[list[str]] = []
+
+    def holds(rest):
+        asked.append(rest)
+        return True
+
+    # "enough" once at most two layers remain in float: only two put-backs are tried
+    left, tries = put_back(kept, holds, weights, enough=lambda cur: len(cur) <= 2)
+    assert left == ["c", "d"] and len(asked) == 2
+    assert tries[-1] == {"node": None, "stopped": "size target met"}
+    # without a target every layer is tried
+    left, tries = put_back(kept, holds, weights)
+    assert left == [] and len(tries) == 4
