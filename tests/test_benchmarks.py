@@ -77,7 +77,7 @@ def test_bench_live_child_runs_edge_only(tiny_onnx, tmp_path):
     assert "error" not in un, un
     assert un["frames"] == 6 and un["hz"] > 0 and un["infer_ms"] > 0 and un["decode_ms"] > 0
     assert un["temporal_overlay_ms"] is not None and un["latency_p99_ms"] >= un["latency_p50_ms"]
-    assert un["torch_imported"] is False and un["peak_rss_mb"] > 10
+    assert un["torch_imported"] is False and 10 < un["peak_rss_mb"] < 250  # the child's own peak, not the parent's
     assert un["live_over_model"] == pytest.approx(un["hz"] / un["model_only_hz"])
     assert {t["target"].split(" ")[0] for t in result["targets"]} == {"live", "capture-to-label", "edge"}
     mem = next(t for t in result["targets"] if t["target"].startswith("edge"))
