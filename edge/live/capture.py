@@ -6,6 +6,11 @@ backlog. Files read unpaced are the exception: there the capture thread waits
 for the loop to take each frame (every frame processed, none dropped), which is
 what scoring against a ground-truth sidecar needs. Live sources that drop are
 reopened with exponential back-off.
+
+:class:`PrepareThread` is the optional second stage of the pipeline: it takes
+the newest frame from the capture thread, runs a ``prepare`` function on it
+(sector tracking, crop, preprocessing) and offers the result in its own
+one-slot mailbox, so the loop infers frame N while frame N+1 is prepared.
 """
 
 from __future__ import annotations
@@ -30,14 +35,18 @@ STATE_STOPPED = "stopped"
 
 
 class Frame:
-    """One captured frame: the image as delivered, its index in the source, and when it arrived."""
+    """One captured frame: the image as delivered, its index in the source, and when it arrived.
 
-    __slots__ = ("image", "index", "t_capture")
+    ``prepared`` holds what a :class:`PrepareThread` made of it (None when the loop prepares it itself).
+    """
+
+    __slots__ = ("image", "index", "t_capture", "prepared")
 
     def __init__(self, image: np.ndarray | None, index: int, t_capture: float):
         self.image = image
         self.index = index
         self.t_capture = t_capture  # time.perf_counter() when the frame was captured
+        self.prepared = None
 
 
 class LatestFrame:
@@ -49,13 +58,17 @@ class LatestFrame:
         self.dropped = 0
         self.closed = False
 
-    def put(self, frame: Frame, wait: bool = False, stop: threading.Event | None = None) -> None:
-        """Offer a frame; replaces an untaken one (dropped) unless ``wait``, which waits for the slot."""
+    def put(self, frame: Frame, wait: bool = False, stop: threading.Event | None = None, stamp: bool = True) -> None:
+        """Offer a frame; replaces an untaken one (dropped) unless ``wait``, which waits for the slot.
+
+        ``stamp`` (with ``wait``): the frame counts as captured when handed over (read-ahead of a
+        lossless file); a later pipeline stage passes False to keep the capture time."""
         with self._cond:
             if wait:
                 while self._frame is not None and not self.closed and not (stop is not None and stop.is_set()):
                     self._cond.wait(0.1)
-                frame.t_capture = time.perf_counter()  # read ahead: it is "captured" when handed over
+                if stamp:
+                    frame.t_capture = time.perf_counter()  # read ahead: it is "captured" when handed over
             if self._frame is not None:
                 self.dropped += 1
             self._frame = frame
@@ -211,3 +224,89 @@ class CaptureThread(threading.Thread):
             return True
         self.state = STATE_STOPPED
         return False
+
+
+class PrepareThread(threading.Thread):
+    """The pipeline's second stage: ``prepare(frame)`` on the newest captured frame, in its own thread.
+
+    Takes frames from ``upstream`` (a :class:`CaptureThread`), sets ``frame.prepared =
+    prepare(frame)`` and offers the frame in :attr:`slot` with the same rules as the capture
+    thread: newest frame only (a frame the loop did not take in time is replaced and counted
+    in :attr:`dropped`), or lossless when the upstream is (unpaced files). The capture time is
+    kept, so latency is still measured from capture. ``prepare`` should catch per-frame errors
+    itself (the loop counts them); anything it raises stops this stage, and :attr:`stage_error`
+    holds it for the loop to report. The attributes the loop reads (``state``, ``error``,
+    ``captured``, ``dropped``, ``reconnects``, ``finished``) read through to the upstream.
+    """
+
+    def __init__(self, upstream: CaptureThread, prepare: Callable[[Frame], object]):
+        super().__init__(name="fetalplanes-prepare", daemon=True)
+        self.upstream = upstream
+        self.prepare = prepare
+        self.lossless = upstream.lossless
+        self.slot = LatestFrame()
+        self.stage_error: BaseException | None = None
+        self.prepared = 0
+        self._halt = threading.Event()
+        self._done = False
+
+    # --- what the loop reads -------------------------------------------------
+    @property
+    def state(self) -> str:
+        return STATE_FAILED if self.stage_error is not None else self.upstream.state
+
+    @property
+    def error(self) -> BaseException | None:
+        return self.stage_error or self.upstream.error
+
+    @property
+    def captured(self) -> int:
+        return self.upstream.captured
+
+    @property
+    def reconnects(self) -> int:
+        return self.upstream.reconnects
+
+    @property
+    def dropped(self) -> int:
+        """Frames replaced before they were used: at the capture slot plus at this stage's slot."""
+        return self.upstream.dropped + self.slot.dropped
+
+    @property
+    def finished(self) -> bool:
+        """This stage is done (input ended, failed or stopped) and its last frame was taken."""
+        return self._done and not self.slot.pending()
+
+    # --- control -------------------------------------------------------------
+    def start(self) -> None:
+        self.upstream.start()
+        super().start()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.upstream.stop()
+        self.slot.close()
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        self.upstream.join(timeout)
+
+    # --- thread body ---------------------------------------------------------
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                frame = self.upstream.slot.get(timeout=0.1)
+                if frame is None:
+                    if self.upstream.finished:
+                        return
+                    continue
+                frame.prepared = self.prepare(frame)
+                self.prepared += 1
+                self.slot.put(frame, wait=self.lossless, stop=self._halt, stamp=False)
+        except BaseException as exc:  # never die silently: the loop reports it
+            self.stage_error = exc
+            log.error("frame preparation failed: %s", exc)
+            self.upstream.stop()
+        finally:
+            self._done = True
+            self.slot.close()

@@ -58,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--max-seconds", type=float, help="stop after this many seconds")
     g.add_argument("--providers", help="ONNX Runtime providers in order, comma-separated (cpu, cuda, tensorrt)")
     g.add_argument("--threads", type=int, help="ONNX Runtime threads (0 = its default)")
+    g.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=None,
+                   help="prepare the next frame (sector crop + preprocessing) in a second thread while one is inferred "
+                        "(default: on; --no-pipeline does every stage in one thread)")
     g.add_argument("--summary-json", metavar="FILE", help="also write the end-of-run summary as JSON")
     g.add_argument("--quiet", "-q", action="store_true", help="only warnings and the summary")
 
@@ -112,6 +115,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         "max_seconds": args.max_seconds,
         "providers": [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None,
         "threads": args.threads,
+        "pipeline": args.pipeline,
     }
 
 

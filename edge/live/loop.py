@@ -5,6 +5,14 @@
 :data:`TIMING_WINDOW` frames are kept, so memory stays flat over months), and
 capture-to-label latency is measured from the moment the capture thread got the
 frame to the moment its label was decided.
+
+With ``RunConfig.pipeline`` (the default) the per-frame work is split in two
+threads: a :class:`~edge.live.capture.PrepareThread` runs :func:`prepare_frame`
+(sector tracking, crop, gray, resize, freeze thumbnail, input tensor) on frame
+N+1 while the loop's thread infers frame N and runs temporal logic, overlay and
+outputs. OpenCV and ONNX Runtime release the GIL, so the two overlap on a
+multi-core box. ``pipeline=False`` does everything in the loop's thread; both
+paths call the same :func:`prepare_frame`, so their outputs are identical.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edge.errors import EXIT_FAILURE, FetalPlanesError
-from edge.live.capture import STATE_FAILED, STATE_RECONNECTING, CaptureThread, Frame
+from edge.live.capture import STATE_FAILED, STATE_RECONNECTING, CaptureThread, Frame, PrepareThread
 from edge.live.config import RunConfig
 from edge.live.outputs import Output, open_output
 from edge.live.overlay import draw_banner, draw_overlay, mask_header
@@ -208,6 +216,62 @@ def freeze_thumbnail(model_input: np.ndarray, gray_crop: np.ndarray) -> np.ndarr
     return cv2.resize(model_input[: size * factor, : size * factor], (size, size), interpolation=cv2.INTER_AREA)
 
 
+class Prepared:
+    """What :func:`prepare_frame` made of one frame (see its docstring)."""
+
+    __slots__ = ("image", "box", "small", "thumb", "x", "sector_s", "preprocess_s", "skip", "error")
+
+    def __init__(self, image=None, box=None, small=None, thumb=None, x=None,
+                 sector_s: float = 0.0, preprocess_s: float = 0.0, skip: str = "", error: BaseException | None = None):
+        self.image = image  # the frame as uint8 gray or BGR (what the overlay draws on)
+        self.box = box  # the sector box used
+        self.small = small  # the gray crop resized to the model's input
+        self.thumb = thumb  # freeze-detection thumbnail
+        self.x = x  # the model's input tensor (None: make it when needed)
+        self.sector_s = sector_s  # seconds: frame check + sector tracking + crop
+        self.preprocess_s = preprocess_s  # seconds: gray + resize + thumbnail (+ tensor when made here)
+        self.skip = skip  # reason the frame is skipped ("" = not skipped)
+        self.error = error  # a per-frame error (the loop counts it like one of its own)
+
+    def tensor(self, info) -> np.ndarray:
+        """The model's input tensor (made once)."""
+        if self.x is None:
+            from edge.preprocess import normalize
+
+            self.x = normalize(self.small, info)
+        return self.x
+
+
+def prepare_frame(image: Any, tracker: Any, info: Any, make_tensor: bool = False) -> Prepared:
+    """One frame -> :class:`Prepared`: check/convert, track the sector, crop, gray, resize, thumbnail.
+
+    Never raises for a bad frame: a frame to skip has ``skip`` set, an error is returned in
+    ``error`` (the loop counts both). ``make_tensor`` also makes the input tensor (the pipeline
+    does, so the loop's thread only infers).
+    """
+    from edge.preprocess import normalize, resize_gray, to_gray
+
+    perf = time.perf_counter
+    t0 = perf()
+    try:
+        image, why = normalize_frame(image)
+        if image is None:
+            return Prepared(skip=why)
+        box = tracker.update(image)
+        crop = box.crop(image)
+        if crop.size == 0 or min(crop.shape[:2]) < 2:
+            return Prepared(image=image, box=box, skip="roi outside frame")
+        t1 = perf()
+        gray = to_gray(crop)
+        small = resize_gray(gray, info)
+        thumb = freeze_thumbnail(small, gray)
+        x = normalize(small, info) if make_tensor else None
+        t2 = perf()
+    except Exception as exc:
+        return Prepared(error=exc)
+    return Prepared(image, box, small, thumb, x, t1 - t0, t2 - t1)
+
+
 def _percentiles(v: np.ndarray) -> dict[str, float]:
     if v.size == 0:
         return {}
@@ -318,6 +382,8 @@ def run_loop(
             reconnect_max_s=config.source.reconnect_max_s,
             reconnect_tries=config.source.reconnect_tries,
         )
+        if config.pipeline:  # the loop reads the second stage exactly like the capture thread
+            capture = PrepareThread(capture, lambda frame: prepare_frame(frame.image, tracker, info, make_tensor=True))
 
         def snapshot() -> dict[str, Any]:
             n = summary.frames
@@ -398,7 +464,7 @@ def _process(config, capture, runner, info, labels, tracker, temporal, outputs, 
     """The per-frame loop proper (runs until the input ends or something says stop)."""
     import cv2
 
-    from edge.preprocess import normalize, resize_gray, to_gray, to_probabilities
+    from edge.preprocess import to_probabilities
 
     perf = time.perf_counter
     t_start = perf()
@@ -421,6 +487,13 @@ def _process(config, capture, runner, info, labels, tracker, temporal, outputs, 
         frame: Frame | None = capture.slot.get(timeout=0.1)
         if frame is None:
             if capture.finished:
+                stage_error = getattr(capture, "stage_error", None)
+                if stage_error is not None:  # a fault of the pipeline's own thread, not of the input
+                    raise FetalPlanesError(
+                        f"the frame-preparation thread failed: {getattr(stage_error, 'message', stage_error)}",
+                        hint="run again with --no-pipeline to see where it fails, and report it",
+                        exit_code=EXIT_FAILURE,
+                    ) from stage_error
                 if capture.state == STATE_FAILED:
                     err = capture.error
                     summary.last_error = str(getattr(err, "message", err))
@@ -444,28 +517,21 @@ def _process(config, capture, runner, info, labels, tracker, temporal, outputs, 
         state["status"] = "running"
 
         t0 = perf()
-        image, why = normalize_frame(frame.image)
-        if image is None:
+        prep: Prepared = frame.prepared if frame.prepared is not None else prepare_frame(frame.image, tracker, info)
+        if prep.skip:
             summary.skipped += 1
-            summary.skipped_reasons[why] = summary.skipped_reasons.get(why, 0) + 1
+            summary.skipped_reasons[prep.skip] = summary.skipped_reasons.get(prep.skip, 0) + 1
             continue
         try:
-            box = tracker.update(image)
-            crop = box.crop(image)
-            if crop.size == 0 or min(crop.shape[:2]) < 2:
-                summary.skipped += 1
-                summary.skipped_reasons["roi outside frame"] = summary.skipped_reasons.get("roi outside frame", 0) + 1
-                continue
-            t1 = perf()
-            gray = to_gray(crop)
-            small = resize_gray(gray, info)
-            thumb = freeze_thumbnail(small, gray)
+            if prep.error is not None:
+                raise prep.error
+            image, box, thumb = prep.image, prep.box, prep.thumb
             t2 = perf()
             infer_s = [0.0, 0.0]
 
             def infer() -> np.ndarray:
                 ta = perf()
-                x = normalize(small, info)
+                x = prep.tensor(info)
                 tb = perf()
                 p = to_probabilities(runner.infer(x), info)[0]
                 infer_s[0] = tb - ta
@@ -534,15 +600,16 @@ def _process(config, capture, runner, info, labels, tracker, temporal, outputs, 
             continue
 
         latency[n % TIMING_WINDOW] = frame_latency * 1000.0
-        times.add("sector", t1 - t0)
-        times.add("preprocess", (t2 - t1) + infer_s[0])
+        times.add("sector", prep.sector_s)
+        times.add("preprocess", prep.preprocess_s + infer_s[0])
         if decision.inferred:
             times.add("infer", infer_s[1])
         times.add("temporal", (t3 - t2) - infer_s[0] - infer_s[1])
         if want_frames:
             times.add("overlay", t4 - t3)
         times.add("outputs", t5 - t4)
-        times.add("total", t5 - t0)
+        # the work spent on this frame (in the pipeline the sector/preprocess part ran in the other thread)
+        times.add("total", prep.sector_s + prep.preprocess_s + (t5 - t2) if frame.prepared is not None else t5 - t0)
         summary.seconds = (t_last - t_first) if t_first is not None else 0.0
         summary.hz = (summary.frames - 1) / summary.seconds if summary.seconds > 0 else 0.0
 
