@@ -53,7 +53,7 @@ class DemoConfig:
     steps: tuple[str, ...] = ()  # () = all; else these (and whatever they need that is not done yet)
     seed: int = 0
     # phantom dataset
-    patients: int = 160
+    patients: int = 320
     image_width: int = 128  # px, phantom images (height by the machine's aspect)
     # phantom video
     video_seconds: float = 20.0
@@ -63,7 +63,7 @@ class DemoConfig:
     # training
     arch: str = "mobilenet_v3_small"
     input_size: int = 64
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = 32
     lr: float = 2e-3
     # quantize / compare

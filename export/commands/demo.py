@@ -52,6 +52,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="redo every step, even those already done")
     p.add_argument("--steps", default=None, metavar="A,B",
                    help=f"redo only these steps (and run what they need that is not done yet); of: {','.join(STEPS)}")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 8)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 10)")
     p.add_argument("--threads", type=int, default=None, help="threads for inference and timing (default 2)")
     p.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # tests: tiny scale, seconds
