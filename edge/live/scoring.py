@@ -75,6 +75,15 @@ def score_against_truth(jsonl_path: str | Path, truth_csv: str | Path) -> dict[s
     truth, ``flicker`` (prediction changes beyond the truth's, >= 0),
     ``confusion`` (truth -> predicted -> count), ``sector_iou_mean`` when the
     sidecar has a box, and ``freeze`` (frozen frames predicted vs true).
+
+    Steady frames (truth state not ``transition``: the plane is held on screen, live or frozen)
+    are also scored on their own, since during a transition the truth is only the dominant of two
+    cross-faded planes: ``frames_by_state``, ``accuracy_steady`` (as ``accuracy``),
+    ``accuracy_steady_top1`` (the smoothed probabilities' leading class, "uncertain" or not),
+    ``uncertain_steady`` (share shown uncertain), ``accuracy_by_class_steady``, ``flicker_steady``
+    (label changes inside a steady segment, where the truth does not change, after the label first
+    matched) and ``lag_frames`` (per steady segment, frames until the shown label first matches:
+    upper median and max; ``segments_never_right`` counts segments where it never does).
     """
     preds = read_predictions(jsonl_path)
     truth = read_truth(truth_csv)
@@ -118,7 +127,57 @@ def score_against_truth(jsonl_path: str | Path, truth_csv: str | Path) -> dict[s
     }
     if ious:
         result["sector_iou_mean"] = round(sum(ious) / len(ious), 4)
+    result.update(_steady_scores(matched, column))
     return result
+
+
+def _is_steady(row: dict[str, str]) -> bool:
+    return row.get("state", "") != "transition"
+
+
+def _steady_scores(matched: list[tuple[dict[str, str], dict[str, Any]]], column: str) -> dict[str, Any]:
+    """Scores over steady frames (truth not in a transition); see :func:`score_against_truth`."""
+    shown_ok = [p["label"] == row[column] and p.get("state") != "uncertain" for row, p in matched]
+    steady = [i for i, (row, _) in enumerate(matched) if _is_steady(row)]
+    by_class: dict[str, list[bool]] = {}
+    top1 = []
+    for i in steady:
+        row, p = matched[i]
+        by_class.setdefault(row[column], []).append(shown_ok[i])
+        probs = p.get("probs") or {}
+        top1.append(bool(probs) and max(probs, key=probs.get) == row[column])
+    # steady segments: runs of steady frames with consecutive source indices and one truth label
+    segments: list[list[int]] = []
+    for i in steady:
+        row = matched[i][0]
+        if segments:
+            j = segments[-1][-1]
+            prow = matched[j][0]
+            if j == i - 1 and int(prow["frame"]) == int(row["frame"]) - 1 and prow[column] == row[column]:
+                segments[-1].append(i)
+                continue
+        segments.append([i])
+    flicker, lags, never = 0, [], 0
+    for seg in segments:
+        first = next((k for k, i in enumerate(seg) if shown_ok[i]), None)
+        if first is None:
+            never += 1
+        else:
+            lags.append(first)
+        # once right, any change is flicker (the switch to the right label at the start is lag, not flicker)
+        flicker += _changes([matched[i][1]["label"] for i in seg[first or 0:]])
+    n = len(steady)
+    return {
+        "frames_by_state": dict(sorted(Counter(row.get("state", "") for row, _ in matched).items())),
+        "accuracy_steady": round(sum(shown_ok[i] for i in steady) / n, 4) if n else None,
+        "accuracy_steady_top1": round(sum(top1) / n, 4) if n else None,
+        "uncertain_steady": round(sum(matched[i][1].get("state") == "uncertain" for i in steady) / n, 4) if n else None,
+        "accuracy_by_class_steady": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_class.items())},
+        "steady_segments": len(segments),
+        "flicker_steady": flicker,
+        "lag_frames": {"median": sorted(lags)[len(lags) // 2] if lags else None, "max": max(lags) if lags else None},
+        "segments_never_right": never,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
