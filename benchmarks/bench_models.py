@@ -4,9 +4,12 @@
     .venv/bin/python benchmarks/bench_models.py --models resnet18 --rounds 5
     .venv/bin/python benchmarks/bench_models.py --checkpoint runs/x/best.pt --onnx model.onnx --int8 model.int8.onnx
 
-Default models are trained briefly on the phantom (speed does not depend on accuracy) at 224 px,
-single channel, exported to ONNX and quantized with `fetalplanes quantize`'s code (uint8 and int8
-activations), once, into the work folder. Results: benchmarks/results/models.{json,md,png}.
+Default models are trained from scratch on a phantom at 224 px, single channel (a few epochs: see
+Recipe), exported to ONNX and quantized with `fetalplanes quantize`'s own flow (run_quantize: accuracy
+checked on the validation patients, sensitive layers kept in float) for uint8 and int8 activations,
+once, into the work folder. An INT8 variant counts as deployable only when its accuracy holds against
+FP32 (quantize's verdict and argmax agreement >= 0.99 on the held-out test patients); the targets use
+deployable variants only. Results: benchmarks/results/models.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
+from calibration import speed  # noqa: E402
+
 DEFAULT_MODELS = ("mobilenet_v3_small", "mobilenet_v2", "resnet18")
 #: issue 6's targets: best deployable runtime / PyTorch eager at batch 1
 TARGET_X_PYTORCH = {"mobilenet_v3_small": 5.0, "mobilenet_v2": 5.0, "resnet18": 2.5}
@@ -31,65 +36,145 @@ WORK = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fetalpl
 
 @dataclass
 class ModelFiles:
-    """One model in every form a runtime needs."""
+    """One model in every form a runtime needs, and the data its INT8 variants are checked on."""
 
     name: str
     fp32: Path
     checkpoint: Path | None = None
     int8: dict[str, Path] = field(default_factory=dict)  # {"uint8 act.": path, "int8 act.": path}
+    data: Path | None = None  # dataset whose TEST patients give the held-out agreement images (None: not checked)
+    #: {label: run_quantize's validation verdict (accuracy_holds)} for each INT8 variant, when known
+    quantize_holds: dict[str, bool] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)  # how it was trained (stated in the results)
 
 
-def prepare_model(arch: str, work: Path = WORK, size: int = 224, log: Callable[[str], None] = print) -> ModelFiles:
-    """Train ``arch`` for one tiny epoch on a phantom, export, quantize (uint8 + int8 activations); cached in ``work``."""
-    d = work / f"{arch}-{size}"
-    files = ModelFiles(arch, d / "model.onnx", d / "train" / "best.pt",
-                       {"uint8 act.": d / "model.int8.onnx", "int8 act.": d / "model.int8-s8.onnx"})
-    if files.fp32.is_file() and files.checkpoint.is_file() and all(p.is_file() for p in files.int8.values()):
-        return files
-    from calibration.quantize_ort import QuantizeConfig
-    from calibration.quantize_workflow import QuantizeJob, run_quantize
+@dataclass
+class Recipe:
+    """How the default benchmark models are made (the timed models are always 224 px, one channel)."""
+
+    patients: int = 64  # phantom patients (about 7 images each)
+    phantom_width: int = 256  # px, phantom images
+    size: int = 224  # training AND timing input size
+    #: epochs per architecture: a 224 px epoch on this shared 2-core machine takes about 1 min for
+    #: MobileNetV3-small and about 3 min for MobileNetV2 / ResNet-18
+    epochs: dict[str, int] = field(default_factory=lambda: {"mobilenet_v3_small": 4, "mobilenet_v2": 2, "resnet18": 2})
+    batch_size: int = 16
+    lr: float = 2e-3
+    calib_size: int = 64
+    check_images: int = 120  # label-free training images quantize adds to its agreement check
+
+    def epochs_for(self, arch: str) -> int:
+        return self.epochs.get(arch, 2)
+
+    def tag(self, arch: str) -> str:
+        return f"{self.size}px-p{self.patients}-e{self.epochs_for(arch)}"
+
+
+def phantom_data(work: Path, recipe: Recipe, log: Callable[[str], None] = print) -> Path:
+    """The phantom dataset the benchmark models are trained, calibrated and checked on (cached)."""
     from edge.phantom.dataset import write_phantom_dataset
-    from export.onnx_export import export_onnx
-    from export.train import TrainConfig, train
 
-    data = work / "phantom-db"
+    data = work / f"phantom-db-p{recipe.patients}-w{recipe.phantom_width}"
     if not (data / "FETAL_PLANES_DB_data.csv").is_file():
         log(f"  phantom data set for the benchmark models -> {data}")
-        write_phantom_dataset(data, patients=16, seed=0, size=256)
-    if not files.checkpoint.is_file():
-        log(f"  training {arch} briefly at {size} px (speed does not depend on accuracy)")
-        import shutil
+        write_phantom_dataset(data, patients=recipe.patients, seed=0, size=recipe.phantom_width)
+    return data
 
-        shutil.rmtree(d / "train", ignore_errors=True)
-        train(TrainConfig(data=str(data), out=str(d / "train"), arch=arch, pretrained="none", image_size=size, epochs=1,
-                          batch_size=8, workers=0, max_per_split=16, progress=False, device="cpu", bn_batches=2))
-    log(f"  exporting {arch} to ONNX")
-    export_onnx(files.checkpoint, files.fp32, samples=2, check_opencv=False)
+
+def train_model(arch: str, work: Path = WORK, recipe: Recipe | None = None, log: Callable[[str], None] = print) -> Path:
+    """Train ``arch`` on the phantom at ``recipe.size`` px from scratch (cached); returns the checkpoint."""
+    import shutil
+
+    from export.train import TrainConfig, train
+
+    recipe = recipe or Recipe()
+    data = phantom_data(work, recipe, log)
+    d = work / f"{arch}-{recipe.tag(arch)}"
+    ckpt = d / "train" / "best.pt"
+    if ckpt.is_file():
+        return ckpt
+    epochs = recipe.epochs_for(arch)
+    log(f"  training {arch} at {recipe.size} px, {epochs} epochs on {recipe.patients} phantom patients")
+    shutil.rmtree(d / "train", ignore_errors=True)
+    train(TrainConfig(data=str(data), out=str(d / "train"), arch=arch, pretrained="none", image_size=recipe.size,
+                      epochs=epochs, patience=epochs, batch_size=recipe.batch_size, lr=recipe.lr,
+                      workers=0, progress=False, device="cpu", bn_batches=10))
+    return ckpt
+
+
+def prepare_model(arch: str, work: Path = WORK, recipe: Recipe | None = None,
+                  log: Callable[[str], None] = print) -> ModelFiles:
+    """Train (see :func:`train_model`), export, and quantize with ``fetalplanes quantize``'s own flow
+    (:func:`calibration.quantize_workflow.run_quantize`: calibration on training patients, accuracy checked on
+    the validation patients, sensitive layers kept in float) for both activation flavours; cached in ``work``."""
+    import json
+
+    from calibration.quantize_ort import QuantizeConfig
+    from calibration.quantize_workflow import QuantizeJob, report_paths, run_quantize
+    from export.onnx_export import export_onnx
+
+    recipe = recipe or Recipe()
+    data = phantom_data(work, recipe, log)
+    d = work / f"{arch}-{recipe.tag(arch)}"
+    files = ModelFiles(arch, d / "model.onnx", train_model(arch, work, recipe, log),
+                       {"uint8 act.": d / "model.int8.onnx", "int8 act.": d / "model.int8-s8.onnx"}, data=data,
+                       recipe={"trained_at_px": recipe.size, "epochs": recipe.epochs_for(arch),
+                               "phantom_patients": recipe.patients, "phantom_width_px": recipe.phantom_width,
+                               "pretrained": "none", "quantize": "run_quantize, percentile, search on"})
+    if not files.fp32.is_file():
+        log(f"  exporting {arch} to ONNX")
+        export_onnx(files.checkpoint, files.fp32, samples=2, check_opencv=False)
     for label, path in files.int8.items():
-        act = "int8" if label.startswith("int8") else "uint8"
-        log(f"  quantizing {arch} ({act} activations)")
-        run_quantize(QuantizeJob(onnx=files.fp32, data=data, out=path,
-                                 config=QuantizeConfig(method="percentile", activations=act), calib_size=16,
-                                 search=False, val_max_images=8, speed_seconds=0.05, speed_rounds=1), lambda m: None)
+        report = report_paths(path)[0]
+        if not (path.is_file() and report.is_file()):
+            act = "int8" if label.startswith("int8") else "uint8"
+            log(f"  quantizing {arch} ({act} activations; accuracy checked, sensitive layers kept in float)")
+            run_quantize(QuantizeJob(onnx=files.fp32, data=data, out=path,
+                                     config=QuantizeConfig(method="percentile", activations=act),
+                                     calib_size=recipe.calib_size, agreement_images=recipe.check_images,
+                                     sensitivity_images=recipe.check_images, speed_seconds=0.05, speed_rounds=1),
+                         lambda m: log(f"    {m}"))
+        files.quantize_holds[label] = bool(json.loads(report.read_text())["accuracy_holds"])
     return files
 
 
+def heldout_images(m: ModelFiles, info, max_images: int | None = None):
+    """Preprocessed images of the TEST patients of ``m.data`` (never used by calibration or quantize's check)."""
+    if m.data is None:
+        return None
+    from calibration.evaluation import load_split
+
+    return load_split(m.data, info, "test", max_images=max_images).x
+
+
 def run_bench(models: list[ModelFiles], batches=(1, 8), threads: int = 2, seconds: float = 1.0, rounds: int = 3,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure every model; returns the JSON-ready result with the machine stamp and target checks."""
+              log: Callable[[str], None] = print, min_agreement: float = speed.MIN_AGREEMENT,
+              heldout_max: int | None = None) -> dict[str, Any]:
+    """Measure every model; returns the JSON-ready result with the machine stamp and target checks.
+
+    An INT8 variant counts as deployable only if its accuracy holds against FP32
+    (:func:`calibration.speed.judge_deployable`): quantize's validation verdict and/or argmax agreement
+    >= ``min_agreement`` on the held-out test-patient images of ``ModelFiles.data``.
+    """
     from edge.backends import read_model_info
     from export.onnx_export import phantom_inputs
+    from export.torch_runner import TorchRunner
 
     t0 = time.perf_counter()
     out: dict[str, Any] = {"kind": "fetalplanes-bench-models", "machine": common.machine_stamp(), "threads": threads,
                            "batches": list(batches), "seconds_per_round": seconds, "rounds": rounds,
-                           "note": common.SHARED_NOTE, "tensorrt": common.tensorrt_note(), "models": []}
+                           "min_agreement": min_agreement, "note": common.SHARED_NOTE,
+                           "tensorrt": speed.tensorrt_note(), "models": []}
     for m in models:
         info = read_model_info(m.fp32)
         x = phantom_inputs(info, 8, seed=0)
         log(f"{m.name}: {info.input_size} px, {info.channels} channel(s)")
-        r = common.measure_model(m.name, m.checkpoint, m.fp32, m.int8, x, batches, threads, seconds, rounds, log=log)
+        r = speed.measure_model(m.name, m.checkpoint, m.fp32, m.int8, x, batches, threads, seconds, rounds, log=log,
+                                torch_runner=TorchRunner, heldout=heldout_images(m, info, heldout_max),
+                                quantize_holds=m.quantize_holds, min_agreement=min_agreement)
         r["input_size"] = info.input_size
+        if m.recipe:
+            r["recipe"] = m.recipe
         out["models"].append(r)
     out["targets"] = check_targets(out)
     out["seconds"] = time.perf_counter() - t0
@@ -101,7 +186,7 @@ def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     checks = []
     for m in result["models"]:
         need = TARGET_X_PYTORCH.get(m["model"])
-        best = common.best_deployable(m, 1)
+        best = speed.best_deployable(m, 1)
         t = best["batches"]["1"] if best else None
         value = t.get("x_pytorch") if t else None
         checks.append({"target": f"{m['model']}: best deployable >= {need or '-'}x PyTorch eager (batch 1; faster of its 2- and 1-thread runs)",
@@ -128,7 +213,23 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for m in result["models"]:
         lines += common.models_markdown_table(m) + [""]
-    lines += ["## Targets (ratios from this run)", "", "| target | best deployable | measured | result |", "|---|---|---|---|"]
+    lines += ["## Deployable variants per model", "",
+              "A variant is deployable only when its accuracy holds against FP32: an INT8 file needs `fetalplanes quantize`'s "
+              "verdict on the validation patients (not failed) and argmax agreement with ORT FP32 >= "
+              f"{result.get('min_agreement', 0.99)} on the held-out test-patient images; PyTorch eager is the baseline. "
+              "Only deployable variants enter the targets below.", "",
+              "| model | trained | deployable (batch 1 Hz) | not deployable (why) |", "|---|---|---|---|"]
+    for m in result["models"]:
+        rc = m.get("recipe") or {}
+        trained = (f"{rc['epochs']} epochs at {rc['trained_at_px']} px on {rc['phantom_patients']} phantom patients"
+                   if rc else "given by --onnx")
+        dep = ", ".join(f"{r['name']} ({r['batches']['1']['hz']:.0f})" for r in m["runtimes"]
+                        if r.get("deployable") and r["batches"].get("1"))
+        nodep = "; ".join(f"{r['name']}: {r.get('deployable_why', '')}" for r in m["runtimes"]
+                          if r["kind"] != "pytorch" and not r.get("deployable"))
+        lines.append(f"| {m['model']} | {trained} | {dep or '-'} | {nodep or '-'} |")
+    lines += ["", "## Targets (ratios from this run, deployable variants only)", "",
+              "| target | best deployable | measured | result |", "|---|---|---|---|"]
     for t in result["targets"]:
         res = "n/a" if t["ok"] is None else ("PASS" if t["ok"] else "FAIL")
         lines.append(f"| {t['target']} | {t['best'] or '-'} | {common.fmt(t['value'], 2)}x | {res} |")
@@ -173,13 +274,30 @@ def write_results(result: dict[str, Any], out_dir: Path, stem: str = "models") -
     return paths
 
 
+def quantize_verdicts(int8_files: list[Path]) -> dict[str, bool]:
+    """{file stem: accuracy_holds} from the ``.quantize.json`` reports `fetalplanes quantize` left beside the files."""
+    import json
+
+    from calibration.quantize_workflow import report_paths
+
+    out = {}
+    for p in int8_files:
+        report = report_paths(p)[0]
+        if report.is_file():
+            out[p.stem] = bool(json.loads(report.read_text()).get("accuracy_holds"))
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="architectures to train briefly and measure")
     p.add_argument("--checkpoint", type=Path, help="your own model: its checkpoint (PyTorch eager)")
     p.add_argument("--onnx", type=Path, help="your own model: its FP32 ONNX (instead of --models)")
     p.add_argument("--int8", type=Path, action="append", default=[], help="INT8 ONNX file(s) of --onnx")
-    p.add_argument("--size", type=int, default=224, help="input size of the default models (224)")
+    p.add_argument("--size", type=int, default=224, help="input size of the default models (224; also their training size)")
+    p.add_argument("--min-agreement", type=float, default=speed.MIN_AGREEMENT,
+                   help="INT8 deployable only with argmax agreement >= this on held-out images (0.99)")
+    p.add_argument("--data", type=Path, help="with --onnx: the dataset whose test patients check INT8 agreement")
     p.add_argument("--batches", default="1,8", help="batch sizes (1,8)")
     p.add_argument("--threads", type=int, default=2, help="threads for every runtime (2)")
     p.add_argument("--seconds", type=float, default=1.0, help="seconds per round (1.0)")
@@ -189,10 +307,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     batches = tuple(int(b) for b in args.batches.split(","))
     if args.onnx:
-        models = [ModelFiles(args.onnx.stem, args.onnx, args.checkpoint, {p.stem: p for p in args.int8})]
+        models = [ModelFiles(args.onnx.stem, args.onnx, args.checkpoint, {p.stem: p for p in args.int8}, data=args.data,
+                             quantize_holds=quantize_verdicts(args.int8))]
     else:
-        models = [prepare_model(a.strip(), args.work, args.size) for a in args.models.split(",") if a.strip()]
-    result = run_bench(models, batches, args.threads, args.seconds, args.rounds)
+        recipe = Recipe(size=args.size)
+        models = [prepare_model(a.strip(), args.work, recipe) for a in args.models.split(",") if a.strip()]
+    result = run_bench(models, batches, args.threads, args.seconds, args.rounds, min_agreement=args.min_agreement)
     paths = write_results(result, args.out)
     print(paths["md"].read_text())
     print("results: " + ", ".join(str(p) for p in paths.values()))

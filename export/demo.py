@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import html
-import importlib.util
 import json
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -341,24 +339,32 @@ class Demo:
                 "score": score}, [video_real, jsonl_real, strip]
 
     def step_bench(self):
-        from export.onnx_export import phantom_inputs
+        from calibration.evaluation import load_split
+        from calibration.speed import measure_model, tensorrt_note
         from edge.backends import read_model_info
+        from edge.sysinfo import machine_stamp
+        from export.onnx_export import phantom_inputs
+        from export.torch_runner import TorchRunner
 
-        bench = load_bench_common()
         info = read_model_info(self.fp32)
         x = phantom_inputs(info, 8, seed=self.c.seed)
-        r = bench.measure_model(self.c.arch, self.results["train"]["checkpoint"], self.fp32,
-                                {"uint8 act.": self.int8, "int8 act.": self.int8_s8}, x, batches=(1,),
-                                threads=self.c.threads, seconds=self.c.bench_seconds, rounds=self.c.bench_rounds,
-                                log=lambda m: self.log(f"  {m}"))
+        q = self.results["quantize"]
+        heldout = load_split(self.data_dir, info, "test", max_images=self.c.val_max_images, seed=self.c.seed).x
+        r = measure_model(self.c.arch, self.results["train"]["checkpoint"], self.fp32,
+                          {"uint8 act.": self.int8, "int8 act.": self.int8_s8}, x, batches=(1,),
+                          threads=self.c.threads, seconds=self.c.bench_seconds, rounds=self.c.bench_rounds,
+                          log=lambda m: self.log(f"  {m}"), torch_runner=TorchRunner, heldout=heldout,
+                          quantize_holds={"uint8 act.": q["accuracy_holds"], "int8 act.": q["s8_accuracy_holds"]})
         r["input_size"] = info.input_size
-        r["tensorrt"] = bench.tensorrt_note()
-        r["machine"] = bench.machine_stamp()
+        r["tensorrt"] = tensorrt_note()
+        r["machine"] = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), **machine_stamp()}
         path = self.out / "bench" / "bench.json"
-        bench.write_json(path, r)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(r, indent=1, default=float) + "\n", encoding="utf-8")
         for row in r["runtimes"]:
             t = row["batches"].get("1")
-            self.log(f"    {row['name']:<24} " + (f"{t['hz']:8.1f} Hz" if t else f"not timed: {row['note']}"))
+            dep = "" if row["kind"] == "pytorch" else ("  deployable" if row["deployable"] else f"  NOT deployable: {row['deployable_why']}")
+            self.log(f"    {row['name']:<24} " + (f"{t['hz']:8.1f} Hz{dep}" if t else f"not timed: {row['note']}"))
         return r, [path]
 
     def step_report(self):
@@ -380,17 +386,11 @@ def _newest(folder: Path, pattern: str) -> Path | None:
     return files[-1] if files else None
 
 
-def load_bench_common():
-    """benchmarks/common.py of this checkout (the demo runs from a clone, `pip install -e .`)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "common.py"
-    if not path.is_file():
-        raise FetalPlanesError(f"{path}: benchmark code not found", hint="run the demo from a clone of the repository "
-                               "(pip install -e .), or skip the speed step with --steps report", exit_code=EXIT_FAILURE)
-    spec = importlib.util.spec_from_file_location("fetalplanes_bench_common", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
+def _deployable_text(row: dict[str, Any]) -> str:
+    """'deployable' / 'NOT deployable: why' for a speed row (older bench.json files carry no verdict)."""
+    if row.get("kind") == "pytorch" or "deployable" not in row:
+        return ""
+    return "deployable" if row["deployable"] else f"NOT deployable: {row.get('deployable_why', '')}"
 
 
 def write_video(path: Path, seconds: float, fps: float, width: int, height: int, seed: int) -> Path:
@@ -510,7 +510,8 @@ def report_sections(demo: Demo) -> list[tuple[str, list[Any]]]:
             a = "reference" if agree.get("reference") else (f"{_pct(agree.get('argmax_agreement'))}" if "argmax_agreement" in agree else "-")
             rows.append([r["name"], f"{t['hz']:.1f}" if t else "-", f"{t['p50_ms']:.2f}" if t else "-", f"{t['p99_ms']:.2f}" if t else "-",
                          (f"{t['x_pytorch']:.2f}" if t and t.get("x_pytorch") else "-"),
-                         (f"{t['x_ort_fp32']:.2f}" if t and t.get("x_ort_fp32") else "-"), a, r.get("note") or ""])
+                         (f"{t['x_ort_fp32']:.2f}" if t and t.get("x_ort_fp32") else "-"), a,
+                         "; ".join(x for x in (_deployable_text(r), r.get("note") or "") if x)])
         rows.append(["TensorRT FP16/INT8", "-", "-", "-", "-", "-", "-", b.get("tensorrt", "")])
         cpu = b.get("machine", {}).get("cpu", {})
         secs.append(("Speed: model only, batch 1", [

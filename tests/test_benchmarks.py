@@ -1,4 +1,4 @@
-"""Mechanics of the benchmark scripts on the tiny ONNX fixture (a couple of iterations; not timings)."""
+"""Mechanics of the benchmark scripts and of calibration.speed on the tiny ONNX fixture (not timings)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import bench_live  # noqa: E402
 import bench_models  # noqa: E402
 import common  # noqa: E402
 
+from calibration import speed  # noqa: E402
+
 
 def test_interleaved_timing_counts_images_and_orders_percentiles():
     calls = {"a": 0}
@@ -24,16 +26,16 @@ def test_interleaved_timing_counts_images_and_orders_percentiles():
         calls["a"] += 1
         return x.sum(axis=(1, 2, 3))[:, None]
 
-    t = common.time_interleaved([common.Runtime("a", "ort-fp32", slow)], np.zeros((4, 1, 8, 8), np.float32),
-                                seconds=0.01, rounds=2, warmup=1)["a"]
+    t = speed.time_interleaved([speed.Runtime("a", "ort-fp32", slow)], np.zeros((4, 1, 8, 8), np.float32),
+                               seconds=0.01, rounds=2, warmup=1)["a"]
     assert t.calls == calls["a"] - 1 >= 6  # >= 3 calls per round, warm-up not counted
-    assert t.p50_ms <= t.p90_ms <= t.p99_ms and t.hz > 0
+    assert t.p50_ms <= t.p90_ms <= t.p99_ms and 0 < t.hz <= t.hz_best
 
 
 def test_disagreeing_runtime_is_reported_not_timed():
     ref = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
-    wrong = common.Runtime("bad", "opencv", lambda x: np.array([[0.0, 1.0]], np.float32))
-    assert not common.check_agreement(wrong, np.zeros((2, 1, 4, 4), np.float32), ref, atol=1e-2)
+    wrong = speed.Runtime("bad", "opencv", lambda x: np.array([[0.0, 1.0]], np.float32))
+    assert not speed.check_agreement(wrong, np.zeros((2, 1, 4, 4), np.float32), ref, atol=1e-2)
     assert wrong.infer is None and "DISAGREES" in wrong.note and wrong.agreement["argmax_agreement"] == 0.5
 
 
@@ -56,7 +58,8 @@ def test_bench_models_core_on_tiny_onnx(tiny_onnx, tmp_path):
 
 def test_targets_compare_best_deployable_with_pytorch():
     def rt(name, kind, hz):
-        return {"name": name, "kind": kind, "batches": {"1": {"hz": hz, "x_pytorch": hz / 10.0}}}
+        return {"name": name, "kind": kind, "deployable": kind != "pytorch",
+                "batches": {"1": {"hz": hz, "x_pytorch": hz / 10.0}}}
 
     res = {"models": [{"model": "resnet18", "runtimes": [rt("PyTorch eager", "pytorch", 10.0), rt("ORT FP32", "ort-fp32", 30.0),
                                                          rt("ORT INT8 (uint8 act.)", "ort-int8", 20.0)]},
@@ -64,6 +67,54 @@ def test_targets_compare_best_deployable_with_pytorch():
     checks = {c["model"]: c for c in bench_models.check_targets(res)}
     assert checks["resnet18"]["best"] == "ORT FP32" and checks["resnet18"]["ok"] is True  # 3.0 >= 2.5
     assert checks["mobilenet_v2"]["value"] == 4.0 and checks["mobilenet_v2"]["ok"] is False  # 4.0 < 5
+
+
+def test_measure_hz_is_the_shared_interleaved_timing(tiny_onnx):
+    (r,) = speed.measure_hz([tiny_onnx], threads=1, seconds=0.01, rounds=2, warmup=1)
+    assert r.hz > 0 and r.latency_ms_p50 > 0 and r.threads == 1 and r.rounds == 2
+
+
+@pytest.mark.parametrize("holds, heldout, ok", [
+    (True, 1.0, True), (None, 0.995, True), (True, None, True),
+    (False, 1.0, False),  # quantize's validation check failed: never deployable, whatever the agreement
+    (True, 0.25, False),  # held-out agreement below 0.99: never deployable, whatever quantize said
+    (None, None, False),  # no evidence at all
+])
+def test_int8_deployable_only_when_accuracy_holds(holds, heldout, ok):
+    agreement = {} if heldout is None else {"heldout_agreement": heldout, "heldout_images": 100}
+    verdict, why = speed.judge_deployable("ort-int8", agreement, holds, 0.99)
+    assert verdict is ok and why
+
+
+def test_failing_variant_is_never_reported_deployable(make_tiny_onnx, tiny_onnx, tmp_path):
+    """A faster 'INT8' variant whose predictions differ from FP32 is timed but never the best deployable."""
+    other = make_tiny_onnx(tmp_path / "other.onnx", seed=7)  # different weights: disagrees with FP32
+    files = bench_models.ModelFiles("mobilenet_v2", Path(tiny_onnx), None,
+                                    {"uint8 act.": other, "int8 act.": Path(tiny_onnx)},
+                                    quantize_holds={"uint8 act.": True, "int8 act.": False})
+    from edge.backends import read_model_info
+    from export.onnx_export import phantom_inputs
+
+    held = phantom_inputs(read_model_info(tiny_onnx), 30, seed=1)
+    m = speed.measure_model("mobilenet_v2", None, tiny_onnx, files.int8, held[:8], (1,), 1, 0.01, 1, opencv=False,
+                            log=lambda msg: None, heldout=held, quantize_holds=files.quantize_holds)
+    rows = {r["name"]: r for r in m["runtimes"]}
+    bad, failed_quantize = rows["ORT INT8 (uint8 act.)"], rows["ORT INT8 (int8 act.)"]
+    assert bad["agreement"]["heldout_agreement"] < 0.99 and bad["deployable"] is False
+    assert failed_quantize["agreement"]["heldout_agreement"] == 1.0 and failed_quantize["deployable"] is False
+    assert rows["ORT FP32"]["deployable"] is True
+    # even when the failing variants are the fastest, they are not the best deployable, nor in the target
+    for r in (bad, failed_quantize):
+        r["batches"]["1"]["hz"] = 1e9
+    assert speed.best_deployable(m, 1)["name"] == "ORT FP32"
+    (check,) = bench_models.check_targets({"models": [m]})
+    assert check["best"] == "ORT FP32"
+    md = bench_models.markdown({"machine": {"cpu": {"model": "x", "usable_cpus": 1, "isa": {}, "int8_dot_product": False},
+                                            "os": "x", "python": "3", "when": "now"},
+                                "batches": [1], "threads": 1, "rounds": 1, "seconds_per_round": 0.01, "note": "n",
+                                "tensorrt": "t", "models": [m], "targets": [check]})
+    assert "| ORT INT8 (uint8 act.) | 1 |" in md and "NO (argmax agreement with FP32" in md
+    assert "quantize: accuracy does not hold" in md
 
 
 def test_bench_live_child_runs_edge_only(tiny_onnx, tmp_path):
