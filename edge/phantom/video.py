@@ -27,8 +27,9 @@ import numpy as np
 from edge.errors import EXIT_FAILURE, FetalPlanesError
 from edge.phantom.anatomy import draw_anatomy
 from edge.phantom.canvas import Canvas
+from edge.phantom.dataset import MACHINE_SIZES
 from edge.phantom.render import (
-    LOOKS, BModeSettings, ScanGeometry, Sector, complex_field, envelope, form_bmode, speckle,
+    LOOKS, BModeSettings, MachineLook, ScanGeometry, Sector, complex_field, envelope, form_bmode, make_sector, speckle,
 )
 
 TRUTH_COLUMNS = ("frame", "time_s", "plane", "brain_plane", "state", "x", "y", "w", "h")
@@ -39,22 +40,38 @@ SWEEP = (
     ("Fetal femur", "Not A Brain"), ("Other", "Not A Brain"), ("Maternal cervix", "Not A Brain"),
 )
 CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v"}
+# Width (px) of the image the phantom scanner forms before showing it magnified on screen: that of a
+# `fetalplanes data phantom --size 128` image (the demo's dataset), so that speckle grain, anatomy and
+# sector geometry, measured as fractions of the sector, are those a model trained on that dataset saw.
+SCAN_WIDTH = 128
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Where the sector sits on screen (changes when the depth is changed)."""
+    """Where the image area sits on screen and how the scanner forms it (changes when the depth is changed).
 
-    x: int  # top-left of the sector's drawing area
+    ``x, y, w, h``: the image area on screen (the part a scanner exports as an image, aspect of
+    the machine's exported images); ``scan_w, scan_h``: the size at which the image is formed
+    (then magnified to ``w x h``); ``convex`` / ``transvaginal``: the probes' sectors in scan pixels.
+    """
+
+    x: int
     y: int
     w: int
     h: int
     depth_cm: float
+    scan_w: int
+    scan_h: int
+    convex: Sector
+    transvaginal: Sector
+
+    def sector(self, transvaginal: bool) -> Sector:
+        return self.transvaginal if transvaginal else self.convex
 
 
 @dataclass
 class Scene:
-    """One plane on screen: its tissue maps in the layout's drawing area, scan geometry and settings."""
+    """One plane on screen: its tissue maps at scan size, scan geometry, settings and where it lands on screen."""
 
     plane: str
     brain_plane: str
@@ -66,54 +83,75 @@ class Scene:
     field_a: tuple[np.ndarray, np.ndarray]
     field_b: tuple[np.ndarray, np.ndarray]
     noise: np.ndarray
+    mask: np.ndarray  # the sector on screen, (layout.h, layout.w) bool
+    box: tuple[int, int, int, int]  # the sector's bounding box on screen (frame pixels)
+    top_db: float | None = None  # the dB level shown white, fixed on the scene's first frame
 
 
-def _layout(width: int, height: int, depth_cm: float, zoom: float) -> Layout:
-    area_w, area_h = int(width * 0.56 * zoom), int(height * 0.86 * zoom)
+def _layout(width: int, height: int, depth_cm: float, zoom: float, aspect: float, scan_width: int,
+            rng: np.random.Generator, look: MachineLook) -> Layout:
+    """The image area (``aspect`` = height / width, as the machine's exported images) centred between the menus."""
+    area_w = int(min(width * 0.66, height * 0.86 / aspect) * zoom)
+    area_h = int(area_w * aspect)
     x = (width - area_w) // 2 + int(width * 0.02)
     y = int(height * 0.1)
-    return Layout(x, y, area_w, min(area_h, height - y - 4), depth_cm)
+    area_h = min(area_h, height - y - 4)
+    scan_w = int(scan_width)
+    scan_h = max(16, int(round(scan_w * area_h / area_w)))
+    convex = make_sector(rng, scan_w, scan_h, look, False)
+    tv = make_sector(rng, scan_w, scan_h, look, True)
+    return Layout(x, y, area_w, area_h, depth_cm, scan_w, scan_h, convex, tv)
 
 
-def _sector(layout: Layout, transvaginal: bool) -> Sector:
-    w, h = layout.w, layout.h
-    if transvaginal:
-        half = math.radians(52)
-        r0 = h * 0.08
-        r1 = min(h * 0.97, (w / 2) / math.sin(half)) + r0 * 0.3
-        return Sector(w / 2, -r0 * 0.3, r0, r1, half)
-    half = math.radians(31)
-    r0 = w * 0.24 / (2 * math.sin(half))
-    ay = 2 - r0
-    r1 = min(h - 2 - ay, (w / 2 - 2) / math.sin(half))
-    return Sector(w / 2, ay, r0, r1, half)
+def _magnify(layout: Layout, scan_img: np.ndarray) -> np.ndarray:
+    """The scan image shown in the image area (bilinear magnification, like a scanner's display zoom)."""
+    return cv2.resize(scan_img, (layout.w, layout.h), interpolation=cv2.INTER_LINEAR)
+
+
+def _screen_mask(layout: Layout, geom: ScanGeometry) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Where the sector lands on screen (mask in the image area) and its bounding box in frame pixels."""
+    inside = geom.to_image(np.ones((geom.nr, geom.nb), np.float32))
+    mask = _magnify(layout, inside) > 0.5
+    ys, xs = np.nonzero(mask)
+    box = (int(xs.min()) + layout.x, int(ys.min()) + layout.y, int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+    return mask, box
 
 
 def _scene(rng: np.random.Generator, plane: str, brain_plane: str, layout: Layout, machine: str) -> Scene:
+    """Draw one plane as :func:`edge.phantom.render.render_image` does, at the layout's scan size and sector."""
     look = LOOKS[machine]
-    sector = _sector(layout, plane == "Maternal cervix")
-    canvas = Canvas(layout.w, layout.h, sector)
-    draw_anatomy(canvas, rng, plane, brain_plane, plane == "Maternal cervix")
-    geom = ScanGeometry(sector, layout.w, layout.h)
+    transvaginal = plane == "Maternal cervix"
+    sector = layout.sector(transvaginal)
+    canvas = Canvas(layout.scan_w, layout.scan_h, sector)
+    draw_anatomy(canvas, rng, plane, brain_plane, transvaginal)
+    geom = ScanGeometry(sector, layout.scan_w, layout.scan_h)
     settings = BModeSettings.draw(rng, look)
-    settings = BModeSettings(**{**settings.__dict__, "gain": 1.0, "top_offset_db": 0.0})
-    return Scene(plane, brain_plane, layout, geom, canvas.reflect, canvas.absorb, settings,
-                 complex_field(rng, geom.nr, geom.nb, look.speckle_smooth),
-                 complex_field(rng, geom.nr, geom.nb, look.speckle_smooth), speckle(rng, geom.nr, geom.nb, 0.7))
+    mask, box = _screen_mask(layout, geom)
+    scene = Scene(plane, brain_plane, layout, geom, canvas.reflect, canvas.absorb, settings,
+                  complex_field(rng, geom.nr, geom.nb, look.speckle_smooth),
+                  complex_field(rng, geom.nr, geom.nb, look.speckle_smooth), speckle(rng, geom.nr, geom.nb, 0.7),
+                  mask, box)
+    # the brightness is set on the plane itself (as a dataset image's), then held while the probe moves
+    _frame(scene, 0.0, 0.0, 0.0, 3.0)
+    return scene
 
 
-def _frame(scene: Scene, dx: float, dy: float, rot_deg: float, phase: float, top_db: float | None):
-    """Render the scene with the tissue shifted/rotated under the probe; speckle decorrelates with ``phase``."""
-    lw, lh = scene.layout.w, scene.layout.h
+def _frame(scene: Scene, dx: float, dy: float, rot_deg: float, phase: float) -> np.ndarray:
+    """The image area (uint8, layout size) with the tissue shifted (fractions of the scan width/height) and
+    rotated under the probe; speckle decorrelates with ``phase``; brightness fixed per scene."""
+    lw, lh = scene.layout.scan_w, scene.layout.scan_h
     m = cv2.getRotationMatrix2D((lw / 2, lh * 0.5), rot_deg, 1.0)
-    m[0, 2] += dx
-    m[1, 2] += dy
+    m[0, 2] += dx * lw
+    m[1, 2] += dy * lh
     refl = cv2.warpAffine(scene.reflect, m, (lw, lh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     absb = cv2.warpAffine(scene.absorb, m, (lw, lh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     c, s = math.cos(phase), math.sin(phase)
     (ar, ai), (br, bi) = scene.field_a, scene.field_b
     env = envelope(c * ar + s * br, c * ai + s * bi)
-    return form_bmode(scene.geom, refl, absb, scene.settings, env, scene.noise, top_db)
+    img, scene.top_db = form_bmode(scene.geom, refl, absb, scene.settings, env, scene.noise, scene.top_db)
+    shown = _magnify(scene.layout, img)
+    shown[~scene.mask] = 0
+    return shown
 
 
 def _chrome(width: int, height: int, layout: Layout, rng: np.random.Generator, machine: str) -> np.ndarray:
@@ -143,10 +181,11 @@ def _chrome(width: int, height: int, layout: Layout, rng: np.random.Generator, m
     ys = np.linspace(layout.y, layout.y + layout.h, 8)
     xs = tx + rng.normal(0, 6 * fs, 8).cumsum() * 0.5
     cv2.polylines(img, [np.stack([xs, ys], 1).astype(np.int32)], False, (120, 200, 200), 1, cv2.LINE_AA)
-    # depth scale with cm marks
-    sec = _sector(layout, False)
-    sx = layout.x + layout.w + int(12 * fs)
-    y_top, y_bot = layout.y + sec.ay + sec.r0, layout.y + sec.ay + sec.r1
+    # depth scale with cm marks, beside the convex sector
+    sec, k = layout.convex, layout.h / layout.scan_h
+    sx = min(width - int(30 * fs), layout.x + int(min(layout.scan_w, sec.ax + sec.r1 * math.sin(sec.half)) * k) + int(12 * fs))
+    y_top = layout.y + max(0.0, sec.ay + sec.r0 * math.cos(sec.half)) * k
+    y_bot = layout.y + min(layout.scan_h, sec.ay + sec.r1) * k
     for cm in range(int(layout.depth_cm) + 1):
         y = int(y_top + cm / layout.depth_cm * (y_bot - y_top))
         cv2.line(img, (sx, y), (sx + int((10 if cm % 5 == 0 else 5) * fs), y), (200, 200, 200), 1)
@@ -182,39 +221,54 @@ def write_phantom_video(
     width: int = 1280,
     height: int = 720,
     seed: int = 0,
+    scan_width: int = SCAN_WIDTH,
 ) -> Path:
-    """Write a synthetic scanner video-out and ``<out minus suffix>.truth.csv``; return the video's path."""
+    """Write a synthetic scanner video-out and ``<out minus suffix>.truth.csv``; return the video's path.
+
+    ``scan_width``: width (px) at which each image is formed before it is magnified into the screen's
+    image area; match the ``--size`` of the phantom dataset a model was trained on (default 128, the demo's).
+    """
     if seconds <= 0 or fps <= 0:
         raise FetalPlanesError(f"seconds={seconds}, fps={fps}: both must be positive", hint="e.g. --seconds 20 --fps 30")
     if width < 320 or height < 240:
         raise FetalPlanesError(f"{width}x{height}: too small for a scanner screen", hint="use at least 320x240, e.g. 1280x720")
+    if scan_width < 32:
+        raise FetalPlanesError(f"scan_width={scan_width}: too small to form an ultrasound image", hint="use at least 32, e.g. 128")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, 1792])
     machine = ("Voluson E6", "Aloka", "Voluson S10")[int(rng.integers(3))]
-    layouts = [_layout(width, height, 16.0, 1.0), _layout(width, height, 12.0, rng.uniform(0.78, 0.88))]
+    look = LOOKS[machine]
+    ew, eh = MACHINE_SIZES[machine][0]
+    aspect = eh / ew  # the image area has the shape of this machine's exported images
+    layouts = [_layout(width, height, 16.0, 1.0, aspect, scan_width, rng, look),
+               _layout(width, height, 12.0, rng.uniform(0.78, 0.88), aspect, scan_width, rng, look)]
     chromes = [_chrome(width, height, lay, np.random.default_rng([seed, i]), machine) for i, lay in enumerate(layouts)]
     n_frames = max(1, int(round(seconds * fps)))
     writer, path = _writer(out, fps, (width, height))
+
+    def placed(scene: Scene, area: np.ndarray) -> np.ndarray:
+        """The image area put on an otherwise black full frame."""
+        full = np.zeros((height, width), np.uint8)
+        lay = scene.layout
+        full[lay.y : lay.y + lay.h, lay.x : lay.x + lay.w] = area
+        return full
 
     truth: list[tuple] = []
     start = int(rng.integers(len(SWEEP)))
     seg, frame_idx = 0, 0
     prev: tuple[Scene, tuple] | None = None  # last scene and its last pose
-    top_db: float | None = None
     try:
         while frame_idx < n_frames:
             layout_i = 0 if frame_idx < n_frames // 2 else 1
             lay = layouts[layout_i]
             plane, brain = SWEEP[(start + seg) % len(SWEEP)]
             scene = _scene(rng, plane, brain, lay, machine)
-            box = scene.geom.sector.bbox(lay.w, lay.h)
-            box = (box[0] + lay.x, box[1] + lay.y, box[2], box[3])
             n_trans = int(fps * rng.uniform(0.6, 1.2)) if prev is not None else 0
             n_steady = int(fps * rng.uniform(1.5, 3.5))
             n_freeze = int(fps * rng.uniform(1.0, 2.0)) if rng.random() < 0.65 else 0
-            slide = rng.choice([-1, 1]) * lay.w * rng.uniform(0.3, 0.6)
-            drift = rng.normal(0, lay.w * 0.02, 2)
+            slide = rng.choice([-1, 1]) * rng.uniform(0.3, 0.6)  # fractions of the image width
+            drift = rng.normal(0, 0.02, 2)
             jitter_f = rng.uniform(0.6, 1.6)
             last = None
             for i in range(n_trans + n_steady + n_freeze):
@@ -224,31 +278,26 @@ def write_phantom_video(
                 if i < n_trans:  # probe sliding from the previous plane to this one, blurred, cross-faded
                     w = (i + 1) / (n_trans + 1)
                     pscene, (pdx, pdy, prot) = prev
-                    old, top_db = _frame(pscene, pdx - slide * w, pdy, prot, 3 * w, top_db)
-                    new, top_db = _frame(scene, slide * (1 - w), 0, 4 * (1 - w), 3 * w, top_db)
+                    oimg = placed(pscene, _frame(pscene, pdx - slide * w, pdy, prot, 3 * w))
+                    nimg = placed(scene, _frame(scene, slide * (1 - w), 0, 4 * (1 - w), 3 * w))
                     sigma = 0.5 + 4.0 * math.sin(math.pi * w)
                     screen = chromes[layout_i].copy()
-                    oimg = np.zeros((height, width), np.uint8)
-                    pl = pscene.layout
-                    oimg[pl.y : pl.y + pl.h, pl.x : pl.x + pl.w] = old
-                    nimg = np.zeros((height, width), np.uint8)
-                    nimg[lay.y : lay.y + lay.h, lay.x : lay.x + lay.w] = new
                     mix = cv2.GaussianBlur(((1 - w) * oimg + w * nimg).astype(np.float32), (0, 0), sigma)
                     region = np.maximum(oimg, nimg) > 0
                     region |= cv2.GaussianBlur(region.astype(np.float32), (0, 0), sigma) > 0.5
                     screen[region] = np.clip(mix[region], 0, 255).astype(np.uint8)[:, None]
-                    dom = (pscene, prev_box) if w < 0.5 else (scene, box)
-                    truth.append((frame_idx, t, dom[0].plane, dom[0].brain_plane, "transition", *dom[1]))
+                    dom = pscene if w < 0.5 else scene
+                    truth.append((frame_idx, t, dom.plane, dom.brain_plane, "transition", *dom.box))
                 elif i < n_trans + n_steady:  # live: hand jitter and slow drift
                     k = i - n_trans
-                    dx = drift[0] * k / fps + lay.w * 0.006 * math.sin(jitter_f * 2 * math.pi * k / fps)
-                    dy = drift[1] * k / fps + lay.h * 0.004 * math.sin(1.7 * jitter_f * 2 * math.pi * k / fps)
+                    dx = drift[0] * k / fps + 0.006 * math.sin(jitter_f * 2 * math.pi * k / fps)
+                    dy = drift[1] * k / fps + 0.004 * math.sin(1.7 * jitter_f * 2 * math.pi * k / fps)
                     rot = 1.5 * math.sin(0.8 * jitter_f * 2 * math.pi * k / fps)
-                    img, top_db = _frame(scene, dx, dy, rot, 3 + 0.15 * k, top_db)
+                    img = _frame(scene, dx, dy, rot, 3 + 0.15 * k)
                     screen = chromes[layout_i].copy()
-                    screen[lay.y : lay.y + lay.h, lay.x : lay.x + lay.w][img > 0] = img[img > 0][:, None]
+                    screen[lay.y : lay.y + lay.h, lay.x : lay.x + lay.w][scene.mask] = img[scene.mask][:, None]
                     last = (screen, (dx, dy, rot))
-                    truth.append((frame_idx, t, plane, brain, "steady", *box))
+                    truth.append((frame_idx, t, plane, brain, "steady", *scene.box))
                 else:  # freeze: the stored plane, identical frames, with the FREEZE mark
                     if i == n_trans + n_steady:
                         screen = last[0].copy()
@@ -256,12 +305,11 @@ def write_phantom_video(
                                     0.7 * height / 720, (80, 200, 255), 2, cv2.LINE_AA)
                         frozen = screen
                     screen = frozen
-                    truth.append((frame_idx, t, plane, brain, "frozen", *box))
+                    truth.append((frame_idx, t, plane, brain, "frozen", *scene.box))
                 writer.write(screen)
                 frame_idx += 1
             if last is not None:
                 prev = (scene, last[1])
-                prev_box = box
             seg += 1
     finally:
         writer.release()

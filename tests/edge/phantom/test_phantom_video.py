@@ -37,7 +37,7 @@ def _truth(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
-    return write_phantom_video(tmp_path_factory.mktemp("video") / "phantom.avi", seconds=8, fps=10, width=W, height=H, seed=0)
+    return write_phantom_video(tmp_path_factory.mktemp("video") / "phantom.avi", seconds=8, fps=10, width=W, height=H, seed=3)
 
 
 def test_frames_match_the_truth_sidecar(video):
@@ -92,3 +92,28 @@ def test_bad_arguments(tmp_path):
         write_phantom_video(tmp_path / "x.avi", seconds=0)
     with pytest.raises(FetalPlanesError, match="too small"):
         write_phantom_video(tmp_path / "x.avi", width=100, height=80)
+    with pytest.raises(FetalPlanesError, match="scan_width"):
+        write_phantom_video(tmp_path / "x.avi", scan_width=8)
+
+
+def test_sector_framed_like_the_dataset_images(video):
+    """The live loop crops the sector's box: its shape must be one a dataset image's sector can have."""
+    import math
+
+    from edge.phantom.dataset import MACHINE_SIZES
+    from edge.phantom.render import LOOKS, make_sector
+
+    rng = np.random.default_rng(0)
+    aspects = []
+    for machine, sizes in MACHINE_SIZES.items():
+        for w, h in sizes:
+            hh = max(8, round(128 * h / w))
+            for _ in range(30):
+                _, _, bw, bh = make_sector(rng, 128, hh, LOOKS[machine], False).bbox(128, hh)
+                aspects.append(bw / bh)
+    lo, hi = min(aspects), max(aspects)
+    steady = [r for r in _truth(video) if r["state"] == "steady" and r["plane"] != "Maternal cervix"]
+    assert steady
+    for r in steady:
+        assert lo * 0.95 <= int(r["w"]) / int(r["h"]) <= hi * 1.05, (r, lo, hi)
+    assert not math.isclose(lo, hi)
