@@ -54,7 +54,7 @@ class DemoConfig:
     patients: int = 320
     image_width: int = 128  # px, phantom images (height by the machine's aspect)
     # phantom video
-    video_seconds: float = 20.0
+    video_seconds: float = 60.0  # long enough to sweep through a dozen planes
     video_fps: int = 30
     video_width: int = 640
     video_height: int = 480
@@ -64,6 +64,7 @@ class DemoConfig:
     epochs: int = 10
     batch_size: int = 32
     lr: float = 2e-3
+    class_weights: bool = True  # the phantom, like the release, has few abdomen images: weight the loss
     # quantize / compare
     calib_size: int = 200
     quant_method: str = "percentile"  # histogram percentile: much faster to calibrate than entropy's KL search
@@ -87,8 +88,8 @@ class DemoConfig:
         """The settings a step's result depends on (part of its inputs' hash)."""
         keys = {
             "phantom": ("patients", "image_width", "seed"),
-            "video": ("video_seconds", "video_fps", "video_width", "video_height", "seed"),
-            "train": ("arch", "input_size", "epochs", "batch_size", "lr", "seed"),
+            "video": ("video_seconds", "video_fps", "video_width", "video_height", "image_width", "seed"),
+            "train": ("arch", "input_size", "epochs", "batch_size", "lr", "class_weights", "seed"),
             "evaluate": (),
             "export": (),
             "quantize": ("calib_size", "quant_method", "quant_search", "val_max_images", "seed", "threads"),
@@ -227,7 +228,7 @@ class Demo:
     def step_video(self):
         self.video_path.parent.mkdir(parents=True, exist_ok=True)
         path = Path(write_video(self.video_path, self.c.video_seconds, self.c.video_fps, self.c.video_width,
-                                self.c.video_height, self.c.seed))
+                                self.c.video_height, self.c.seed, scan_width=self.c.image_width))
         truth = path.with_suffix(".truth.csv")
         frames = max(0, len(truth.read_text().splitlines()) - 1)
         self.log(f"    phantom scanner video: {frames} frames, {self.c.video_width}x{self.c.video_height} at {self.c.video_fps:g} fps")
@@ -241,7 +242,7 @@ class Demo:
         cfg = TrainConfig(data=str(self.data_dir), out=str(self.run_dir), arch=self.c.arch, pretrained="none",
                           image_size=self.c.input_size, epochs=self.c.epochs, patience=max(3, self.c.epochs),
                           batch_size=self.c.batch_size, lr=self.c.lr, workers=0, seed=self.c.seed, device="cpu",
-                          progress=False, bn_batches=20)
+                          progress=False, bn_batches=20, class_weights=self.c.class_weights)
         best = train(cfg)
         metrics = json.loads((self.run_dir / "metrics.json").read_text()) if (self.run_dir / "metrics.json").is_file() else {}
         return {"checkpoint": str(best), "summary": metrics.get("summary", {})}, [best]
@@ -393,11 +394,15 @@ def _deployable_text(row: dict[str, Any]) -> str:
     return "deployable" if row["deployable"] else f"NOT deployable: {row.get('deployable_why', '')}"
 
 
-def write_video(path: Path, seconds: float, fps: float, width: int, height: int, seed: int) -> Path:
-    """The phantom scanner video (edge.phantom.video.write_phantom_video) with its .truth.csv sidecar."""
+def write_video(path: Path, seconds: float, fps: float, width: int, height: int, seed: int, scan_width: int = 128) -> Path:
+    """The phantom scanner video (edge.phantom.video.write_phantom_video) with its .truth.csv sidecar.
+
+    ``scan_width``: the video's planes are formed at the phantom dataset's image width, so the model
+    sees in the sector what it was trained on."""
     from edge.phantom.video import write_phantom_video
 
-    return Path(write_phantom_video(path, seconds=seconds, fps=int(fps), width=width, height=height, seed=seed))
+    return Path(write_phantom_video(path, seconds=seconds, fps=int(fps), width=width, height=height, seed=seed,
+                                    scan_width=scan_width))
 
 
 def frame_strip(video: Path, out_png: Path, count: int = 6, height: int = 180) -> Path:
@@ -528,6 +533,8 @@ def report_sections(demo: Demo) -> list[tuple[str, list[Any]]]:
                 ["smoothed-label accuracy (synthetic)", _pct(sc.get("accuracy"))],
                 ["accuracy where not uncertain / coverage", f"{_pct(sc.get('accuracy_confident'))} / {_pct(sc.get('coverage'))}"],
                 ["flicker (label changes beyond the truth's)", str(sc.get("flicker"))],
+                ["steady frames only (no cross-fade): accuracy / flicker",
+                 f"{_pct(sc.get('accuracy_steady'))} / {sc.get('flicker_steady', '-')}"],
                 ["label changes (predicted / true)", f"{sc.get('label_changes')} / {sc.get('label_changes_truth')}"]]
         if "sector_iou_mean" in sc:
             rows.append(["sector box IoU (mean)", f"{sc['sector_iou_mean']:.3f}"])

@@ -47,7 +47,8 @@ def _phantom_video(args: argparse.Namespace) -> int:
     from edge.phantom.video import write_phantom_video
 
     path = write_phantom_video(
-        args.out, seconds=args.seconds, fps=args.fps, width=args.width, height=args.height, seed=args.seed
+        args.out, seconds=args.seconds, fps=args.fps, width=args.width, height=args.height, seed=args.seed,
+        scan_width=args.scan_width,
     )
     print(f"phantom scanner video written to {path} (ground truth beside it: {Path(path).with_suffix('.truth.csv')})")
     return EXIT_OK
@@ -101,4 +102,6 @@ def register(subparsers) -> None:
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--height", type=int, default=720)
+    p.add_argument("--scan-width", type=int, default=128,
+                   help="width (px) at which each plane is formed, as the phantom dataset's --size (default 128)")
     p.add_argument("--seed", type=int, default=0)
