@@ -1,11 +1,13 @@
 """Drawing the result onto the frame: plane, confidence, Hz, latency, top-3 bars, banners.
 
 Sizes scale with the frame so the text is legible from 112 px clips to 4K
-screens. Drawing happens in place on the BGR frame (no copy).
+screens. Drawing happens in place on the BGR frame (no copy). Text sizes are
+cached (:func:`text_size`): most of the overlay's strings repeat from frame to frame.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -37,11 +39,19 @@ def mask_header(frame: np.ndarray, band: float) -> None:
     frame[: min(rows, frame.shape[0])] = 0
 
 
+@lru_cache(maxsize=2048)
+def text_size(text: str, scale: float, thick: int) -> tuple[tuple[int, int], int]:
+    """``cv2.getTextSize`` in FONT_HERSHEY_SIMPLEX, memoised (labels, percentages and sizes repeat)."""
+    import cv2
+
+    return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+
+
 def _text(img, text, org, scale, thick, color, bg=True):
     import cv2
 
     font = cv2.FONT_HERSHEY_SIMPLEX
-    (tw, th), base = cv2.getTextSize(text, font, scale, thick)
+    (tw, th), base = text_size(text, scale, thick)
     x, y = org
     if bg:
         cv2.rectangle(img, (x - 2, y - th - 3), (x + tw + 2, y + base + 1), BLACK, -1)
@@ -75,24 +85,23 @@ def draw_overlay(
     if state == "frozen":
         head += " [frozen]"
     big = scale * 1.3
-    font = cv2.FONT_HERSHEY_SIMPLEX
     # shrink the headline until it fits the width
-    while big > 0.3 and cv2.getTextSize(head, font, big, thick + 1)[0][0] > w - 2 * pad:
+    while big > 0.3 and text_size(head, big, thick + 1)[0][0] > w - 2 * pad:
         big *= 0.85
     y = pad
-    (_, th), base = cv2.getTextSize(head, font, big, thick + 1)
+    (_, th), base = text_size(head, big, thick + 1)
     y += th + 2
     _text(frame, head, (pad, y), big, thick + 1, color)
     y += base + pad
     small = scale * 0.8
     info = f"{hz:.1f} Hz  {latency_ms:.1f} ms"
-    (_, th), base = cv2.getTextSize(info, font, small, thick)
+    (_, th), base = text_size(info, small, thick)
     y += th + 2
     _text(frame, info, (pad, y), small, thick, WHITE)
     y += base + pad
     if top:
         bar_w = max(20, int(w * 0.25))
-        (_, th), base = cv2.getTextSize("Abdomen 100%", font, small * 0.9, thick)
+        (_, th), base = text_size("Abdomen 100%", small * 0.9, thick)
         bar_h = th + base + 2
         for name_k, p in top:
             cv2.rectangle(frame, (pad, y), (pad + bar_w, y + bar_h), (60, 60, 60), -1)
@@ -113,7 +122,7 @@ def draw_banner(frame: np.ndarray, text: str) -> np.ndarray:
     band = max(12, int(44 * scale))
     cv2.rectangle(frame, (0, h - band), (w, h), RED, -1)
     s = scale
-    while s > 0.3 and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, s, thick)[0][0] > w - 8:
+    while s > 0.3 and text_size(text, s, thick)[0][0] > w - 8:
         s *= 0.85
     cv2.putText(frame, text, (4, h - band // 3), cv2.FONT_HERSHEY_SIMPLEX, s, WHITE, thick, cv2.LINE_AA)
     return frame

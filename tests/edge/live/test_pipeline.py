@@ -5,7 +5,6 @@ import threading
 import time
 
 import cv2
-import numpy as np
 import pytest
 
 import edge.live.loop as loop_mod
@@ -179,10 +178,9 @@ def test_stop_ends_both_threads_and_flushes(tiny_onnx, tmp_path):
 
 
 def test_no_pipeline_flag_and_config_default():
-    from edge.live.cli import overrides_from_args
     import argparse
 
-    from edge.live.cli import register
+    from edge.live.cli import overrides_from_args, register
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="cmd")
