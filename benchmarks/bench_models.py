@@ -55,7 +55,7 @@ class Recipe:
     patients: int = 64  # phantom patients (about 7 images each)
     phantom_width: int = 256  # px, phantom images
     size: int = 224  # training AND timing input size
-    #: epochs per architecture: a 224 px epoch of 140 images took 33-65 s for MobileNetV3-small, 45-50 s for
+    #: epochs per architecture: a 224 px epoch of 140 images took 33-82 s for MobileNetV3-small, 45-50 s for
     #: ResNet-18 and about 90 s for MobileNetV2 on this shared 2-core machine
     epochs: dict[str, int] = field(default_factory=lambda: {"mobilenet_v3_small": 4, "mobilenet_v2": 2, "resnet18": 2})
     batch_size: int = 16
