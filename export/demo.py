@@ -61,10 +61,10 @@ class DemoConfig:
     # training
     arch: str = "mobilenet_v3_small"
     input_size: int = 64
-    epochs: int = 10
+    epochs: int = 20
     batch_size: int = 32
     lr: float = 2e-3
-    class_weights: bool = True  # the phantom, like the release, has few abdomen images: weight the loss
+    class_weights: bool = False  # weighting the loss by class cost 20 points of top-1 here (57 % vs 79 %)
     # quantize / compare
     calib_size: int = 200
     quant_method: str = "percentile"  # histogram percentile: much faster to calibrate than entropy's KL search
