@@ -281,12 +281,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 
 
 def write_results(result: dict[str, Any], out_dir: Path, stem: str = "live") -> dict[str, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": common.write_json(out_dir / f"{stem}.json", result), "md": out_dir / f"{stem}.md",
-             "png": out_dir / f"{stem}.png"}
-    paths["md"].write_text(markdown(result), encoding="utf-8")
-    plot(result, paths["png"])
-    return paths
+    return common.write_results(result, out_dir, stem, markdown, plot)
 
 
 def default_model(work: Path, log: Callable[[str], None] = print) -> Path:

@@ -71,3 +71,14 @@ def write_json(path: str | Path, data: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1, default=float) + "\n", encoding="utf-8")
     return path
+
+
+def write_results(result: dict[str, Any], out_dir: Path, stem: str, markdown, plot) -> dict[str, Path]:
+    """``stem``.json, .md (``markdown(result)``) and .png (``plot(result, path)``) in ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": write_json(out_dir / f"{stem}.json", result), "md": out_dir / f"{stem}.md",
+             "png": out_dir / f"{stem}.png"}
+    paths["md"].write_text(markdown(result), encoding="utf-8")
+    plot(result, paths["png"])
+    return paths
