@@ -1,5 +1,4 @@
-"""Fixtures of the calibration tests (imported by the test modules; no conftest here so that
-`from conftest import make_tiny_onnx` keeps meaning tests/conftest.py)."""
+"""Fixtures of the calibration tests, imported by the test modules that use them."""
 
 from __future__ import annotations
 

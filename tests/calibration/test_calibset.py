@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from calib_fixtures import db_with_rows, phantom_db  # noqa: F401
-from conftest import make_tiny_onnx
+from tiny_onnx_model import make_tiny_onnx
 
 from calibration.calibset import build_calibration_set, select_calibration_samples, split_config_for
 from edge.backends import read_model_info

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 from calib_fixtures import phantom_db  # noqa: F401
-from conftest import make_tiny_onnx
+from tiny_onnx_model import make_tiny_onnx
 
 from edge.backends import open_runner
 from edge.cli import main

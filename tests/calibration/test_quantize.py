@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from calib_fixtures import phantom_db, phantom_db_60  # noqa: F401
-from conftest import make_tiny_onnx
+from tiny_onnx_model import make_tiny_onnx
 
 from calibration.quantize_ort import (
     QuantizeConfig,

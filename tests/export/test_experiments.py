@@ -10,14 +10,7 @@ import pytest
 
 
 
-def make_tiny_onnx(*args, **kwargs) -> Path:
-    """tests/conftest.py's tiny ONNX maker (loaded by path: tests/export/conftest.py shadows the name `conftest`)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_fetalplanes_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_tiny_onnx(*args, **kwargs)
+from tiny_onnx_model import make_tiny_onnx  # noqa: E402
 
 
 @pytest.fixture(scope="module")
