@@ -3,9 +3,13 @@
 1. Calibration set from training patients (:mod:`calibration.calibset`), ranges
    calibrated once (:func:`calibration.quantize_ort.calibrate_ranges`).
 2. Full INT8 model; FP32 and INT8 top-1 on the VALIDATION patients.
-3. If the drop exceeds ``max_drop`` points (or agreement falls below
-   ``min_agreement``): per-layer sensitivity and the smallest set of layers to
-   keep in float (:mod:`calibration.sensitivity`); the output keeps just those.
+3. If the drop exceeds ``max_drop`` points, or the agreement falls short of
+   the search target (``min_agreement`` with headroom: by default at most half
+   the allowed changed predictions, see ``search_headroom``): per-layer
+   sensitivity and the smallest set of layers to keep in float
+   (:mod:`calibration.sensitivity`); the output keeps just those (on the CPU
+   their weights are still stored as int8 and expanded once at load, so they
+   cost no size and no speed against FP32).
 4. Batch-1 Hz of FP32 and of each INT8 file on this machine; the file to deploy
    here is the fastest whose accuracy holds (FP32 always holds).
 5. ``<out stem>.quantize.json`` and ``.md`` beside the output.
@@ -43,6 +47,10 @@ class QuantizeJob:
     seed: int = 0
     max_drop: float = 1.0  # top-1 points on the validation patients
     min_agreement: float = 0.99
+    #: the layer search aims for this fraction of the changed predictions ``min_agreement`` allows (0.5: half).
+    #: The check images are few and partly from training patients (larger margins than new patients), so a
+    #: file that only just meets 99 % on them fell below 99 % on the test split (benchmarks/results/quantize_phantom.md).
+    search_headroom: float = 0.5
     search: bool = True  # look for layers to keep in float when accuracy does not hold
     sensitivity_images: int = 300  # check images used to rank layers
     agreement_images: int = 1000  # label-free training images (not calibration ones) added to the agreement check
@@ -94,6 +102,10 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
     t_start = time.perf_counter()
     config = job.config
     config.validate()
+    if not 0.0 < job.search_headroom <= 1.0:
+        raise FetalPlanesError(f"--search-headroom {job.search_headroom} is not in (0, 1]",
+                               hint="use e.g. 0.5 (aim for half the allowed changed predictions) or 1 (none)")
+    search_agreement = 1.0 - job.search_headroom * (1.0 - job.min_agreement)
     if job.out.resolve() == job.onnx.resolve():
         raise FetalPlanesError(f"--out {job.out} is the input model", hint="give the INT8 file its own name")
     info = read_info(load_onnx(job.onnx))
@@ -145,19 +157,20 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
 
         excluded: list[str] = []
         sensitivity: list[dict] = []
-        search_info: dict[str, Any] = {"needed": not holds_all.ok, "ran": False}
-        final_holds = holds_all
+        target_all = replace(holds_all, min_agreement=search_agreement)
+        search_info: dict[str, Any] = {"needed": not target_all.ok, "ran": False, "target_agreement": search_agreement}
         put_back_by_node: dict[str, dict] = {}
-        if not holds_all.ok and job.search:
+        if not target_all.ok and job.search:
             nodes = quantizable_nodes(prepared)
             n_sens = min(len(x_check), job.sensitivity_images)
             idx = np.linspace(0, len(x_check) - 1, n_sens).round().astype(int)
-            log(f"accuracy does not hold: ranking {len(nodes)} layers by KL on {n_sens} check images")
+            log(f"accuracy short of the search target (agreement >= {search_agreement:.4f}, top-1 drop <= "
+                f"{job.max_drop} points): ranking {len(nodes)} layers by KL on {n_sens} check images")
             ranking = layer_sensitivity(prepared, cache, config, x_check[idx], ref_all[idx], nodes, threads, log)
             sensitivity = [r.to_dict() for r in ranking]
             result = search_exclusions(
                 prepared, cache, config, [r.node for r in ranking], x_check, ref_all, val.targets,
-                job.max_drop, job.min_agreement, threads, log,
+                job.max_drop, search_agreement, threads, log,
                 weight_bytes={r.node: r.weight_bytes for r in ranking},
                 sensitivity={r.node: r.score for r in ranking},
                 prune=job.put_back,
@@ -169,11 +182,20 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
             put_back_by_node = {t["node"]: t for t in result.put_back if t.get("node")}
             if result.holds is not None:
                 excluded = result.excluded
-                final_holds = result.holds
+            elif config.compress_float_layers:
+                # not even every layer in float meets the target (int8-stored weights alone move it): keep that
+                # file if it meets the asked threshold itself
+                excluded = list(result.excluded)
+                search_info["fallback"] = "every layer in float, weights stored int8"
         note = {"calibration_images": len(calib_samples), "seed": job.seed}
         final = quantize_with_ranges(prepared, job.out, cache, config, nodes_to_exclude=excluded, info=info, note=note)
         final_probs = predict_file(final, x_check, threads)
         final_holds = judge(ref_all, final_probs, val.targets, job.max_drop, job.min_agreement)
+        if search_info.get("fallback") and not final_holds.ok:
+            excluded = []
+            final = quantize_with_ranges(prepared, job.out, cache, config, info=info, note=note)
+            final_probs = predict_file(final, x_check, threads)
+            final_holds = judge(ref_all, final_probs, val.targets, job.max_drop, job.min_agreement)
         m_int8 = _metrics(final_probs[: len(val.x)], val.targets, info.labels)
 
         candidates = [
@@ -238,6 +260,8 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
                 "max_drop_points": job.max_drop,
                 "allowed_drop_points": final_holds.allowed_drop_points,
                 "min_agreement": job.min_agreement,
+                "search_headroom": job.search_headroom,
+                "search_target_agreement": search_agreement,
                 "allowed_flips": int(np.floor((1.0 - job.min_agreement) * len(x_check) + 1e-9)),
             },
             "validation": {
@@ -355,6 +379,10 @@ def report_markdown(r: dict[str, Any]) -> str:
         f"never less than one image); argmax agreement with FP32 on {c['agreement_images']} images: those plus "
         f"{c['agreement_extra_training_images']} training-patient images calibration did not use (agreement needs no "
         f"labels), at least {c['min_agreement']} (at most {c['allowed_flips']} changed predictions).",
+        f"The layer search aims higher, at agreement >= {c.get('search_target_agreement', c['min_agreement']):.4f} "
+        f"(--search-headroom {c.get('search_headroom', 1.0)}): these images are few and partly from training patients, "
+        "on which the model is surer than on new patients, so a file that only just meets the threshold here tends "
+        "to fall below it on new patients.",
         "",
         "| model | top-1 (val) | drop (points) | argmax agreement | flips | mean KL | holds |",
         "|---|---|---|---|---|---|---|",
@@ -372,8 +400,11 @@ def report_markdown(r: dict[str, Any]) -> str:
     lines += ["", f"Calibration method used: **{s['method']}**"
               + (" (the closest to FP32 of those tried)" if len(r.get("methods", [])) > 1 else "") + ".", ""]
     if r["excluded_layers"]:
-        lines += ["## Layers kept in float", "",
-                  "| node | op | float weights | KL alone | agreement alone | why |", "|---|---|---|---|---|---|"]
+        stored = ("stored as int8 per channel and expanded to float once when the session is created, so "
+                  "these layers compute in float at FP32 speed from a quarter of the bytes"
+                  if s.get("float_layer_weights") == "int8" else "stored in float")
+        lines += ["## Layers kept in float", "", f"Their activations stay in float; their weights are {stored}.", "",
+                  "| node | op | weights (FP32 bytes) | KL alone | agreement alone | why |", "|---|---|---|---|---|---|"]
         for e in r["excluded_layers"]:
             lines.append(f"| {e['node']} | {e.get('op_type', '')} | {e.get('weight_bytes', 0) / 1e3:.1f} kB | "
                          f"{e.get('kl', float('nan')):.4f} | {e.get('agreement', float('nan')):.4f} | {e['why']} |")
@@ -381,7 +412,7 @@ def report_markdown(r: dict[str, Any]) -> str:
         backs = [b for b in se.get("put_back", []) if b.get("node")]
         stopped = any(b.get("stopped") for b in se.get("put_back", []))
         lines += ["", f"Each layer was quantized alone and ranked by the KL divergence it caused; the {se.get('smallest_k')} "
-                  f"most sensitive were the fewest kept in float for which the accuracy held; then each of those, "
+                  f"most sensitive were the fewest kept in float that met the search target; then each of those, "
                   f"largest weights first, was tried in INT8 again: {sum(1 for b in backs if b['int8_ok'])} of "
                   f"{len(backs)} went back to INT8, {len(r['excluded_layers'])} stayed in float"
                   + (" (the put-back stopped once the file was within the size target)" if stopped else "") + ".", ""]
@@ -402,7 +433,8 @@ def report_markdown(r: dict[str, Any]) -> str:
         "",
         f"INT8 / FP32 size: {r['sizes']['int8_over_fp32']:.3f} "
         f"({'within' if r['sizes']['within_a_third'] else 'NOT within'} a third; "
-        f"{r['sizes']['float_weight_bytes_kept'] / 1e3:.1f} kB of weights kept in float).",
+        f"{r['sizes']['float_weight_bytes_kept'] / 1e3:.1f} kB of FP32 weights in layers kept in float"
+        + (", stored as int8" if s.get("float_layer_weights") == "int8" else "") + ").",
         "",
         f"**Deploy here: `{Path(rec['file']).name}` ({rec['name']}, {rec['hz']:.0f} Hz)**: {rec['reason']}.",
         "",

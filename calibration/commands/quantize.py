@@ -43,6 +43,12 @@ def register(subparsers) -> None:
     p.add_argument("--per-tensor", action="store_true", help="per-tensor weights instead of per-channel")
     p.add_argument("--reduce-range", action="store_true", help="7-bit weights (older x86 CPUs without VNNI)")
     p.add_argument("--no-search", action="store_true", help="do not look for layers to keep in float")
+    p.add_argument("--search-headroom", type=float, default=0.5,
+                   help="the layer search aims for this fraction of the changed predictions --min-agreement allows "
+                        "(0.5: half; 1: just the threshold); the verdict is judged at --min-agreement")
+    p.add_argument("--float-layer-weights", default=None, choices=("int8", "fp32"),
+                   help="weights of layers kept in float: stored int8 and expanded once at load (cpu default: no "
+                        "size or speed cost) or fp32 (tensorrt default)")
     p.add_argument("--agreement-images", type=int, default=1000,
                    help="training-patient images not used for calibration, added (label-free) to the agreement "
                         "check (1000; 0: validation images only)")
@@ -72,6 +78,7 @@ def handle(args: argparse.Namespace) -> int:
         reduce_range=args.reduce_range,
         num_bins=args.num_bins,
         percentile=args.percentile,
+        float_layer_weights=args.float_layer_weights,
     )
     job = QuantizeJob(
         onnx=args.onnx,
@@ -83,6 +90,7 @@ def handle(args: argparse.Namespace) -> int:
         max_drop=args.max_drop,
         min_agreement=args.min_agreement,
         search=not args.no_search,
+        search_headroom=args.search_headroom,
         agreement_images=args.agreement_images,
         put_back=not args.no_put_back,
         put_back_kl_slack=args.put_back_kl_slack,

@@ -106,6 +106,63 @@ def test_excluded_nodes_stay_float(prepared, calib, tmp_path):
     assert read_model_info(part).extra["quantization"]["nodes_to_exclude"] == gemm
 
 
+def _optimized_ops(path, tmp_path):
+    """The op types ONNX Runtime actually runs for ``path`` (its optimised graph, saved to disk)."""
+    import onnx
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+
+
+def test_float_layers_store_int8_weights_expanded_once_at_load(prepared, calib, tmp_path):
+    from onnx import numpy_helper
+
+    _, prep = prepared
+    config = QuantizeConfig(method="minmax")  # cpu: float layers' weights stored as int8 by default
+    cache = calibrate_ranges(prep, calib, config, tmp_path / "r.json")
+    nodes = quantizable_nodes(prep)
+    wide = QuantizeConfig(method="minmax", float_layer_weights="fp32")
+    packed = quantize_with_ranges(prep, tmp_path / "packed.onnx", cache, config, nodes_to_exclude=nodes)
+    plain = quantize_with_ranges(prep, tmp_path / "plain.onnx", cache, wide, nodes_to_exclude=nodes)
+    assert read_model_info(packed).extra["quantization"]["float_layer_weights"] == "int8"
+    assert read_model_info(plain).extra["quantization"]["float_layer_weights"] == "fp32"
+    assert count_qdq(packed)["DequantizeLinear"] == 0  # every layer in float: no Q/DQ at all
+    m = load_onnx(packed)
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    producers = {o: n for n in m.graph.node for o in n.output}
+    weighted = [n for n in m.graph.node if n.op_type in ("Conv", "Gemm")]
+    assert weighted
+    for n in weighted:  # weight = Mul(Cast(int8), per-channel scale), the float original gone
+        mul = producers[n.input[1]]
+        cast = producers[mul.input[0]]
+        assert mul.op_type == "Mul" and cast.op_type == "Cast" and inits[cast.input[0]].dtype == np.int8
+        trans_b = any(a.name == "transB" and a.i for a in n.attribute)
+        out_axis = 0 if n.op_type == "Conv" or trans_b else 1  # one scale per output channel
+        assert inits[mul.input[1]].size == inits[cast.input[0]].shape[out_axis]
+    def weight_bytes(path):
+        return sum(numpy_helper.to_array(i).nbytes for i in load_onnx(path).graph.initializer)
+
+    pm = load_onnx(plain)
+    pinit = {i.name: numpy_helper.to_array(i) for i in pm.graph.initializer}
+    w_plain = sum(pinit[n.input[1]].nbytes for n in pm.graph.node if n.op_type in ("Conv", "Gemm"))
+    # the Conv/Gemm weights shrink to a quarter, plus one float scale per output channel
+    assert weight_bytes(plain) - weight_bytes(packed) >= 0.5 * w_plain > 0
+    # ONNX Runtime folds the expansion when the session is created: it runs the same ops as the float file
+    assert sorted(_optimized_ops(packed, tmp_path)) == sorted(_optimized_ops(plain, tmp_path))
+    # int8 weights, float compute: outputs close to the float file's, not bit-identical
+    x = calib[:8]
+    with open_runner(plain) as a, open_runner(packed) as b:
+        ya, yb = a.infer(x), b.infer(x)
+    assert np.allclose(ya, yb, atol=0.05 * np.abs(ya).max()) and not np.array_equal(ya, yb)
+    # TensorRT files keep plain float weights
+    trt = QuantizeConfig(method="minmax", target="tensorrt")
+    assert not trt.compress_float_layers and config.compress_float_layers
+
+
 def test_smallest_k_bisects_a_monotone_predicate():
     for n, first in [(1, 1), (10, 1), (10, 7), (37, 20), (37, 37), (64, 33)]:
         calls = []
@@ -208,3 +265,7 @@ def test_layers_responsible_are_found_and_kept_in_float(phantom_db_60, tmp_path,
     assert (tmp_path / "outlier.int8.all-int8.onnx").is_file()
     assert {c["name"] for c in r["speed"]["candidates"]} == {"fp32", "int8-mixed", "int8-all-layers"}
     assert r["recommendation"]["name"] != "int8-all-layers"  # never a file whose accuracy does not hold
+    # the search aimed at half the allowed changed predictions; the verdict is judged at the asked threshold
+    assert r["criterion"]["search_target_agreement"] == pytest.approx(0.995)
+    assert r["search"]["target_agreement"] == pytest.approx(0.995) and r["criterion"]["min_agreement"] == 0.99
+    assert read_model_info(out).extra["quantization"]["float_layer_weights"] == "int8"
