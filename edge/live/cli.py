@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=None,
                    help="prepare the next frame (sector crop + preprocessing) in a second thread while one is inferred "
                         "(default: on; --no-pipeline does every stage in one thread)")
+    g.add_argument("--spin", action=argparse.BooleanOptionalAction, default=None,
+                   help="let ONNX Runtime's threads spin-wait between frames (default: off, which leaves the cores "
+                        "to capture and preprocessing; on can shave a little latency on an otherwise idle box)")
     g.add_argument("--summary-json", metavar="FILE", help="also write the end-of-run summary as JSON")
     g.add_argument("--quiet", "-q", action="store_true", help="only warnings and the summary")
 
@@ -116,6 +119,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         "providers": [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None,
         "threads": args.threads,
         "pipeline": args.pipeline,
+        "spin": args.spin,
     }
 
 

@@ -332,7 +332,7 @@ def run_loop(
 
         options: dict[str, Any] = {}
         if model_kind(config.model) == "onnx":
-            options = {"providers": list(config.providers), "threads": int(config.threads)}
+            options = {"providers": list(config.providers), "threads": int(config.threads), "spin": bool(config.spin)}
         runner = open_runner(config.model, **options)
     runner.activate()
     info = runner.info
