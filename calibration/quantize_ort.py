@@ -34,6 +34,7 @@ METHODS = ("minmax", "entropy", "percentile")
 #: ``--method auto``: calibrate with each of METHODS and keep the one whose fully INT8 model is closest to FP32.
 AUTO = "auto"
 ACTIVATIONS = ("uint8", "int8")
+FLOAT_WEIGHTS = ("auto", "int8", "fp16", "fp32")
 TARGETS = ("cpu", "tensorrt")
 
 
@@ -57,24 +58,32 @@ class QuantizeConfig:
     percentile: float = 99.999
     batch: int = 16  # calibration batch (1 if the model's batch is fixed)
     nodes_to_exclude: list[str] = field(default_factory=list)
-    float_layer_weights: str | None = None  # layers kept in float: "int8" storage or "fp32"; None: the target's
+    float_layer_weights: str = "auto"  # storage of the weights of layers kept in float: FLOAT_WEIGHTS
+    #: with int8 storage: layers kept in float whose weights are stored fp16 instead (int8 rounding of just their
+    #: weights costs accuracy, e.g. the first convolution); the quantize flow finds them
+    fp16_weight_nodes: list[str] = field(default_factory=list)
 
     @property
-    def compress_float_layers(self) -> bool:
-        """Store the weights of layers kept in float as int8 (expanded once at load); default on for the CPU.
+    def float_weight_storage(self) -> str:
+        """How the weights of layers kept in float are stored: "int8", "fp16" or "fp32".
 
-        ONNX Runtime folds the expansion (Cast + Mul of initializers) when the
-        session is created, so those layers run exactly as fast as in FP32 and
-        cost a quarter of the bytes. TensorRT files keep plain float weights.
+        "int8" and "fp16" store each weight as ``Mul(Cast(W_int8), scale)`` or
+        ``Cast(W_fp16)`` of initializers, which ONNX Runtime folds back into one
+        float tensor when the session is created: those layers compute in float
+        at FP32 speed from a quarter or half of the bytes. "auto" is "int8" for
+        the CPU (the quantize flow switches to "fp32" when int8 rounding of the
+        weights alone already costs the accuracy) and "fp32" for TensorRT files.
         """
-        return (self.float_layer_weights or ("fp32" if self.target == "tensorrt" else "int8")) == "int8"
+        if self.float_layer_weights != "auto":
+            return self.float_layer_weights
+        return "fp32" if self.target == "tensorrt" else "int8"
 
     def validate(self) -> None:
         for name, value, allowed in (
             ("--method", self.method, METHODS + (AUTO,)),
             ("--target", self.target, TARGETS),
             ("--activations", self.activations or self.activation_type, ACTIVATIONS),
-            ("--float-layer-weights", self.float_layer_weights or "int8", ("int8", "fp32")),
+            ("--float-layer-weights", self.float_layer_weights, FLOAT_WEIGHTS),
         ):
             if value not in allowed:
                 raise FetalPlanesError(f"{name} {value!r} is unknown", hint=f"use one of: {', '.join(allowed)}")
@@ -117,7 +126,7 @@ class QuantizeConfig:
         d["activation_symmetric"] = self.symmetric_activations
         d["weights"] = "int8 symmetric" + (" per-channel" if self.per_channel else " per-tensor")
         d["format"] = "QDQ"
-        d["float_layer_weights"] = "int8" if self.compress_float_layers else "fp32"
+        d["float_layer_weights"] = self.float_weight_storage
         d["calibrator_options"] = self.calibrator_options()
         return d
 
@@ -361,8 +370,12 @@ def quantize_with_ranges(
             hint="try --method minmax, or report the model's architecture",
             exit_code=EXIT_FAILURE,
         ) from None
-    if nodes_to_exclude and not nodes_to_quantize and config.compress_float_layers:
-        compress_float_weights(out, out, nodes_to_exclude)
+    if nodes_to_exclude and not nodes_to_quantize and config.float_weight_storage != "fp32":
+        storage = config.float_weight_storage
+        keep16 = set(config.fp16_weight_nodes) if storage == "int8" else set()
+        compress_float_weights(out, out, [n for n in nodes_to_exclude if n not in keep16], storage)
+        if keep16 & set(nodes_to_exclude):
+            compress_float_weights(out, out, [n for n in nodes_to_exclude if n in keep16], "fp16")
     if not metadata:
         return out
     if info is None:
@@ -382,20 +395,25 @@ _WEIGHT_AXIS = {"Conv": 0, "ConvTranspose": 1, "Gemm": None, "MatMul": -1}
 COMPRESSED_SUFFIX = "_int8w"
 
 
-def compress_float_weights(src: str | Path, dst: str | Path, node_names: Sequence[str]) -> dict[str, int]:
-    """Store the float weights of ``node_names`` (Conv, ConvTranspose, Gemm, MatMul) as symmetric int8 per channel.
+def compress_float_weights(
+    src: str | Path, dst: str | Path, node_names: Sequence[str], storage: str = "int8"
+) -> dict[str, int]:
+    """Store the float weights of ``node_names`` (Conv, ConvTranspose, Gemm, MatMul) as int8 or fp16.
 
-    Each weight W becomes ``Mul(Cast(W_int8, float), scale)``: every input is an
-    initializer, so ONNX Runtime's constant folding turns it back into one float
-    tensor when the session is created (DequantizeLinear would not be folded and
-    would run on every call). The layer then computes in float, at FP32 speed,
-    with int8-rounded weights, from a quarter of the bytes. Returns {weight name:
-    float bytes saved}. Weights shared with other nodes, 1-D tensors and
-    non-float tensors are left alone.
+    ``storage`` "int8": symmetric per output channel, the weight becomes
+    ``Mul(Cast(W_int8, float), scale)``; "fp16": ``Cast(W_fp16, float)``. Every
+    input is an initializer, so ONNX Runtime's constant folding turns it back
+    into one float tensor when the session is created (DequantizeLinear would
+    not be folded and would run on every call). The layer then computes in
+    float, at FP32 speed, from a quarter (int8) or half (fp16) of the bytes.
+    Returns {weight name: bytes saved}. Weights shared with other nodes, 1-D
+    tensors and non-float tensors are left alone.
     """
     onnx = require("onnx", "dev", "INT8 quantization")
     from onnx import TensorProto, helper, numpy_helper
 
+    if storage not in ("int8", "fp16"):
+        raise ValueError(f"storage {storage!r}: expected int8 or fp16")
     model = onnx.load(str(src))
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
@@ -404,7 +422,7 @@ def compress_float_weights(src: str | Path, dst: str | Path, node_names: Sequenc
     for node in graph.node:
         for name in node.input:
             consumers[name] = consumers.get(name, 0) + 1
-    replaced: dict[str, str] = {}
+    replaced: set[str] = set()
     saved: dict[str, int] = {}
     new_nodes = []
     for node in graph.node:
@@ -415,26 +433,32 @@ def compress_float_weights(src: str | Path, dst: str | Path, node_names: Sequenc
         if init is None or init.data_type != TensorProto.FLOAT or len(init.dims) < 2 or consumers.get(wname, 0) != 1:
             continue
         w = numpy_helper.to_array(init).astype(np.float32)
-        axis = _WEIGHT_AXIS[node.op_type]
-        if axis is None:  # Gemm: B is (K, N), or (N, K) with transB
-            axis = 0 if any(a.name == "transB" and a.i for a in node.attribute) else 1
-        axis %= w.ndim
-        reduce = tuple(i for i in range(w.ndim) if i != axis)
-        scale = np.abs(w).max(axis=reduce) / 127.0
-        scale[scale == 0] = 1.0
-        shape = [1] * w.ndim
-        shape[axis] = -1
-        scale = scale.astype(np.float32).reshape(shape)
-        q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
-        base = wname + COMPRESSED_SUFFIX
-        graph.initializer.extend([numpy_helper.from_array(q, base), numpy_helper.from_array(scale, base + "_scale")])
-        new_nodes += [
-            helper.make_node("Cast", [base], [base + "_float"], name=base + "_Cast", to=TensorProto.FLOAT),
-            helper.make_node("Mul", [base + "_float", base + "_scale"], [base + "_weight"], name=base + "_Mul"),
-        ]
+        base = wname + COMPRESSED_SUFFIX + ("" if storage == "int8" else "_" + storage)
+        if storage == "fp16":
+            graph.initializer.append(numpy_helper.from_array(w.astype(np.float16), base))
+            new_nodes.append(helper.make_node("Cast", [base], [base + "_weight"], name=base + "_Cast",
+                                              to=TensorProto.FLOAT))
+            saved[wname] = 2 * w.size
+        else:
+            axis = _WEIGHT_AXIS[node.op_type]
+            if axis is None:  # Gemm: B is (K, N), or (N, K) with transB
+                axis = 0 if any(a.name == "transB" and a.i for a in node.attribute) else 1
+            axis %= w.ndim
+            reduce = tuple(i for i in range(w.ndim) if i != axis)
+            scale = np.abs(w).max(axis=reduce) / 127.0
+            scale[scale == 0] = 1.0
+            shape = [1] * w.ndim
+            shape[axis] = -1
+            scale = scale.astype(np.float32).reshape(shape)
+            q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+            graph.initializer.extend([numpy_helper.from_array(q, base), numpy_helper.from_array(scale, base + "_scale")])
+            new_nodes += [
+                helper.make_node("Cast", [base], [base + "_float"], name=base + "_Cast", to=TensorProto.FLOAT),
+                helper.make_node("Mul", [base + "_float", base + "_scale"], [base + "_weight"], name=base + "_Mul"),
+            ]
+            saved[wname] = 4 * w.size - (q.size + 4 * scale.size)
         node.input[1] = base + "_weight"
-        replaced[wname] = base
-        saved[wname] = 4 * w.size - (q.size + 4 * scale.size)
+        replaced.add(wname)
     if replaced:
         keep = [i for i in graph.initializer if i.name not in replaced]
         del graph.initializer[:]

@@ -75,6 +75,8 @@ class Holds:
     labelled_images: int = 0
     agreement_images: int = 0
     kl: float = 0.0  # mean KL(p_fp32 || p_int8) over all check images
+    expected_agreement: float = 1.0  # agreement to expect on new patients (:func:`expected_agreement`)
+    min_expected: float | None = None  # when set, ``ok`` also needs expected_agreement >= this
 
     @property
     def drop_points(self) -> float:
@@ -96,7 +98,8 @@ class Holds:
 
     @property
     def ok(self) -> bool:
-        return self.drop_points <= self.allowed_drop_points + 1e-9 and self.agreement >= self.min_agreement - 1e-12
+        return (self.drop_points <= self.allowed_drop_points + 1e-9 and self.agreement >= self.min_agreement - 1e-12
+                and (self.min_expected is None or self.expected_agreement >= self.min_expected - 1e-12))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -125,10 +128,44 @@ def margin_loss(ref_probs: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return np.maximum(0.0, margin(ref_probs) - margin(probs))
 
 
-def judge(ref_probs: np.ndarray, probs: np.ndarray, targets: np.ndarray, max_drop: float, min_agreement: float) -> Holds:
+def logit_margin(ref_probs: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Per image: log-probability of the FP32 winner minus the best other class, under ``probs`` (< 0: flipped)."""
+    win = ref_probs.argmax(1)
+    rows = np.arange(len(win))
+    lp = np.log(np.clip(probs.astype(np.float64), 1e-7, 1.0))
+    other = lp.copy()
+    other[rows, win] = -np.inf
+    return lp[rows, win] - other.max(1)
+
+
+def expected_agreement(ref_probs: np.ndarray, probs: np.ndarray, n_margins: int | None = None) -> float:
+    """The argmax agreement to expect on new images, smoother than counting the few flips of the check images.
+
+    An image flips when quantization takes more than its FP32 logit margin away.
+    Every check image gives one sample of that loss (how much of the FP32
+    winner's margin it lost); the first ``n_margins`` images (the labelled
+    validation patients: new patients for the model, unlike the training images
+    after them, on which it is surer) give the margins. The expected agreement
+    is the fraction of (loss, margin) pairs in which the loss stays below the
+    margin: an average over all pairs, so it moves smoothly as layers change
+    precision where the count of flips jumps by whole images.
+    """
+    loss = logit_margin(ref_probs, ref_probs) - logit_margin(ref_probs, probs)
+    n = len(ref_probs) if not n_margins else min(n_margins, len(ref_probs))
+    margins = np.sort(logit_margin(ref_probs[:n], ref_probs[:n]))
+    if not len(margins):
+        return 1.0
+    flipped = np.searchsorted(margins, loss, side="left") / len(margins)  # share of margins below each loss
+    return float(1.0 - flipped.mean())
+
+
+def judge(ref_probs: np.ndarray, probs: np.ndarray, targets: np.ndarray, max_drop: float, min_agreement: float,
+          min_expected: float | None = None) -> Holds:
     """Top-1 of both on the first ``len(targets)`` rows (the labelled ones), argmax agreement and KL on all rows.
 
     Rows after the labelled ones are label-free check images (agreement only).
+    ``min_expected``: also require :func:`expected_agreement` (margins of the
+    labelled rows) at least this high.
     """
     ref_pred, pred = ref_probs.argmax(1), probs.argmax(1)
     n = len(targets)
@@ -143,6 +180,8 @@ def judge(ref_probs: np.ndarray, probs: np.ndarray, targets: np.ndarray, max_dro
         labelled_images=n,
         agreement_images=len(ref_probs),
         kl=float(kl_divergence(ref_probs, probs).mean()),
+        expected_agreement=expected_agreement(ref_probs, probs, n),
+        min_expected=min_expected,
     )
 
 
@@ -283,6 +322,7 @@ def search_exclusions(
     prune: bool = True,
     kl_slack: float | None = 1.1,
     target_bytes: int | None = None,
+    min_expected: float | None = None,
 ) -> SearchResult:
     """Layers to keep in float: the smallest k such that ``ranking[:k]`` holds, then :func:`put_back`.
 
@@ -304,14 +344,16 @@ def search_exclusions(
             with tempfile.TemporaryDirectory(prefix="fetalplanes-search-") as tmp:
                 path = Path(tmp) / "candidate.onnx"
                 quantize_with_ranges(prepared, path, cache_path, config, nodes_to_exclude=list(excluded), metadata=False)
-                cache[key] = judge(ref_probs, _predict_plain(path, x, threads), targets, max_drop, min_agreement)
+                cache[key] = judge(ref_probs, _predict_plain(path, x, threads), targets, max_drop, min_agreement,
+                                   min_expected)
                 sizes[key] = path.stat().st_size
             h = cache[key]
             tried.append({"k": len(excluded), "step": label, "drop_points": h.drop_points, "agreement": h.agreement,
-                          "kl": h.kl, "ok": h.ok})
+                          "expected_agreement": h.expected_agreement, "kl": h.kl, "ok": h.ok})
             if progress:
                 progress(f"  {label}: {len(excluded)} layer(s) in float: drop {h.drop_points:.2f} points, "
-                         f"agreement {h.agreement:.4f} ({h.flips} flips of {h.agreement_images}), "
+                         f"agreement {h.agreement:.4f} ({h.flips} flips of {h.agreement_images}), expected on new "
+                         f"patients {h.expected_agreement:.4f}, "
                          f"{'holds' if h.ok else 'fails'}")
         return cache[key]
 

@@ -46,9 +46,9 @@ def register(subparsers) -> None:
     p.add_argument("--search-headroom", type=float, default=0.5,
                    help="the layer search aims for this fraction of the changed predictions --min-agreement allows "
                         "(0.5: half; 1: just the threshold); the verdict is judged at --min-agreement")
-    p.add_argument("--float-layer-weights", default=None, choices=("int8", "fp32"),
-                   help="weights of layers kept in float: stored int8 and expanded once at load (cpu default: no "
-                        "size or speed cost) or fp32 (tensorrt default)")
+    p.add_argument("--float-layer-weights", default="auto", choices=("auto", "int8", "fp16", "fp32"),
+                   help="storage of the weights of layers kept in float, expanded once when the model loads (no speed "
+                        "cost): auto (cpu: int8, or fp32 when int8 weights alone cost accuracy; tensorrt: fp32)")
     p.add_argument("--agreement-images", type=int, default=1000,
                    help="training-patient images not used for calibration, added (label-free) to the agreement "
                         "check (1000; 0: validation images only)")

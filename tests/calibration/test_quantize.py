@@ -160,7 +160,15 @@ def test_float_layers_store_int8_weights_expanded_once_at_load(prepared, calib, 
     assert np.allclose(ya, yb, atol=0.05 * np.abs(ya).max()) and not np.array_equal(ya, yb)
     # TensorRT files keep plain float weights
     trt = QuantizeConfig(method="minmax", target="tensorrt")
-    assert not trt.compress_float_layers and config.compress_float_layers
+    assert trt.float_weight_storage == "fp32" and config.float_weight_storage == "int8"
+    # fp16 storage: half the bytes, Cast folded the same way, outputs within fp16 rounding
+    half = quantize_with_ranges(prep, tmp_path / "half.onnx", cache,
+                                QuantizeConfig(method="minmax", float_layer_weights="fp16"), nodes_to_exclude=nodes)
+    assert read_model_info(half).extra["quantization"]["float_layer_weights"] == "fp16"
+    assert sorted(_optimized_ops(half, tmp_path)) == sorted(_optimized_ops(plain, tmp_path))
+    assert weight_bytes(plain) - weight_bytes(half) == pytest.approx(0.5 * w_plain)
+    with open_runner(plain) as a, open_runner(half) as b:
+        assert np.allclose(a.infer(x), b.infer(x), atol=2e-3 * np.abs(ya).max())
 
 
 def test_smallest_k_bisects_a_monotone_predicate():
@@ -267,5 +275,7 @@ def test_layers_responsible_are_found_and_kept_in_float(phantom_db_60, tmp_path,
     assert r["recommendation"]["name"] != "int8-all-layers"  # never a file whose accuracy does not hold
     # the search aimed at half the allowed changed predictions; the verdict is judged at the asked threshold
     assert r["criterion"]["search_target_agreement"] == pytest.approx(0.995)
-    assert r["search"]["target_agreement"] == pytest.approx(0.995) and r["criterion"]["min_agreement"] == 0.99
-    assert read_model_info(out).extra["quantization"]["float_layer_weights"] == "int8"
+    assert r["search"]["target_expected_agreement"] == pytest.approx(0.995) and r["criterion"]["min_agreement"] == 0.99
+    final = r["validation"]["int8"]
+    assert final["expected_agreement"] >= 0.995 and final["min_expected"] is None  # searched for; verdict at 0.99
+    assert r["search"]["float_weights"]["storage"] == read_model_info(out).extra["quantization"]["float_layer_weights"]

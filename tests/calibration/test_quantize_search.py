@@ -175,3 +175,30 @@ def test_put_back_stops_once_the_size_target_is_met():
     # without a target every layer is tried
     left, tries = put_back(kept, holds, weights)
     assert left == [] and len(tries) == 4
+
+
+def test_expected_agreement_sets_each_margin_loss_against_the_labelled_margins():
+    from calibration.sensitivity import expected_agreement, logit_margin
+
+    ref = np.array([[0.9, 0.1], [0.6, 0.4], [0.7, 0.3], [0.55, 0.45]])
+    assert expected_agreement(ref, ref) == 1.0  # no loss anywhere
+    m = logit_margin(ref, ref)
+    assert np.allclose(m, np.log(ref[:, 0]) - np.log(ref[:, 1]))
+    # every image loses a little more than the smallest margin (image 3): that margin flips in every pair
+    small = m.min() + 0.01
+    lowered = ref.copy()
+    for i in range(len(ref)):  # shift each image's logit margin down by `small`
+        logits = np.log(ref[i]) - np.array([small, 0.0])
+        lowered[i] = np.exp(logits) / np.exp(logits).sum()
+    assert logit_margin(ref, lowered) == pytest.approx(m - small)
+    assert expected_agreement(ref, lowered) == pytest.approx(1 - 1 / 4)
+    # margins from the first n (labelled) images only: there the smallest of 2 margins is above the loss
+    assert expected_agreement(ref, lowered, n_margins=2) == 1.0
+    # larger losses: never more expected agreement (smooth, monotone), and 0 once every margin is exceeded
+    values = []
+    for loss in (0.05, 0.5, 1.0, 3.0):
+        z = np.log(ref) - np.array([loss, 0.0])
+        values.append(expected_agreement(ref, np.exp(z) / np.exp(z).sum(1, keepdims=True)))
+    assert values == sorted(values, reverse=True) and values[-1] == 0.0
+    h = judge(ref, lowered, np.zeros(4, int), 100.0, 0.0, min_expected=0.9)
+    assert h.expected_agreement == pytest.approx(0.75) and not h.ok and judge(ref, lowered, np.zeros(4, int), 100.0, 0.0).ok
