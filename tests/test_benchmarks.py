@@ -135,3 +135,25 @@ def test_bench_live_child_runs_edge_only(tiny_onnx, tmp_path):
     assert mem["value"] == max(r["peak_rss_mb"] for r in clip["runs"].values())
     paths = bench_live.write_results(result, tmp_path)
     assert "| v.mp4 | 320x240 |" in paths["md"].read_text() and paths["png"].stat().st_size > 0
+
+
+def test_bench_live_matrix_per_model_and_setting(tiny_onnx, tmp_path):
+    from edge.phantom.video import write_phantom_video
+
+    video = write_phantom_video(tmp_path / "v.mp4", seconds=1.0, fps=10, width=320, height=240, seed=0)
+    settings = (("2 threads, pipeline", 2, True), ("1 thread, one loop thread", 1, False))
+    matrix = bench_live.run_matrix({"tiny": tiny_onnx}, [video], settings=settings, max_frames=5, model_seconds=0.01,
+                                   log=lambda m: None)
+    rows = matrix["models"]["tiny"]["settings"]
+    assert list(rows) == [s[0] for s in settings]
+    for label, row in rows.items():
+        (r,) = row["clips"].values()
+        assert "error" not in r, r
+        assert r["frames"] == 5 and r["torch_imported"] is False
+        assert row["worst_ratio"] == pytest.approx(r["hz"] / r["model_only_hz"])
+    (check,) = bench_live.matrix_targets(matrix)
+    best = max(rows, key=lambda k: rows[k]["worst_ratio"])
+    assert check["setting"] == best and check["value"] == rows[best]["worst_ratio"]
+    assert check["ok"] == (rows[best]["worst_ratio"] >= 0.9)
+    md = "\n".join(bench_live.matrix_markdown(matrix))
+    assert "| tiny | " in md and "2 threads, pipeline" in md
