@@ -369,7 +369,7 @@ def _choose_float_weights(prepared, cache, config, nodes, x_check, ref_all, targ
     if m is None or m == len(order):
         log("  no small set of fp16 weights repairs it: layers kept in float store every weight as fp16")
         return replace(config, float_layer_weights="fp16"), {**info, "storage": "fp16", "fp16_weight_nodes": []}
-    names = ", ".join(order[:3]) + (f" and {m - 3} more" if m > 3 else "")
+    names = ", ".join(order[: min(m, 3)]) + (f" and {m - 3} more" if m > 3 else "")
     log(f"  the {m} weight(s) most sensitive to int8 rounding stay fp16 ({names}): expected "
         f"agreement {trials[m].expected_agreement:.4f}; the other float layers store int8 weights")
     return (replace(config, float_layer_weights="int8", fp16_weight_nodes=order[:m]),
