@@ -255,6 +255,16 @@ def test_tensorrt_target_rejects_uint8():
         QuantizeConfig(target="tensorrt", activations="uint8").validate()
 
 
+def test_bad_headroom_and_float_weight_storage_are_clear_errors(prepared, tmp_path, capsys):
+    src, _ = prepared
+    with pytest.raises(FetalPlanesError, match="--float-layer-weights 'int4'"):
+        QuantizeConfig(float_layer_weights="int4").validate()
+    code = main(["quantize", "--onnx", str(src), "--data", str(tmp_path), "--out", str(tmp_path / "q.onnx"),
+                 "--search-headroom", "0"])
+    assert code == 2 and "--search-headroom 0.0 is not in (0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "q.onnx").exists()
+
+
 def test_layers_responsible_are_found_and_kept_in_float(phantom_db_60, tmp_path, capsys):
     from calib_fixtures import make_outlier_onnx
 
