@@ -217,7 +217,7 @@ def run_matrix(models: dict[str, str | Path], videos: Sequence[str | Path], sett
                 for v in videos:
                     spec = {"video": str(v), "mode": "unpaced", "pace": "off", "model": str(model), "threads": threads,
                             "pipeline": pipeline, "spin": False, "jsonl": str(Path(tmp) / "m.jsonl"),
-                            "max_frames": max_frames, "model_seconds": model_seconds, "model_spin": None}
+                            "max_frames": max_frames, "model_seconds": model_seconds}
                     r = row_of(run_child(spec))
                     per_clip[Path(v).name] = r
                     if "error" not in r:
@@ -416,8 +416,7 @@ def main(argv=None) -> int:
         videos.append(phantom_video(args.work))
     result = run_bench(model, videos, args.threads, paced_seconds=args.paced_seconds)
     if args.matrix or (args.matrix is None and args.model is None):
-        real = [v for v in videos if "phantom" not in Path(v).name
-                and (video_facts(v)["width"], video_facts(v)["height"]) == (640, 480)]
+        real = [c["video"] for c in result["clips"] if _is_640x480(c)]
         if real:
             models = {arch: bench_models.prepare_model(arch, args.work).fp32 for arch in bench_models.DEFAULT_MODELS}
             print(f"matrix: {len(models)} models x {len(MATRIX_SETTINGS)} settings x {len(real)} clips")

@@ -73,23 +73,30 @@ def save_checkpoint(path: str | Path, model, info: ModelInfo, **state: Any) -> P
     return path
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict, ModelInfo]:
-    """The raw checkpoint dict and its ModelInfo, with clear errors for missing/foreign files."""
+def load_torch_file(path: Path, missing: tuple[str, str], unreadable: tuple[str, str]) -> Any:
+    """``torch.load`` (CPU, weights only) with the project's errors: ``missing`` / ``unreadable`` are
+    (message, hint); the reason torch gave is appended to the unreadable message."""
     import torch
 
-    path = Path(path)
     if not path.is_file():
-        raise FetalPlanesError(
-            f"{path}: checkpoint not found",
-            hint="give the best.pt (or last.pt) that `fetalplanes train --out RUN_DIR` wrote into RUN_DIR",
-        )
+        raise FetalPlanesError(missing[0], hint=missing[1])
     try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+        return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise FetalPlanesError(
-            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-            hint="give a checkpoint written by `fetalplanes train` (RUN_DIR/best.pt)",
-        ) from None
+        reason = (str(exc).splitlines() or [""])[0][:200]
+        raise FetalPlanesError(f"{unreadable[0]} ({type(exc).__name__}: {reason})", hint=unreadable[1]) from None
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict, ModelInfo]:
+    """The raw checkpoint dict and its ModelInfo, with clear errors for missing/foreign files."""
+    path = Path(path)
+    ckpt = load_torch_file(
+        path,
+        missing=(f"{path}: checkpoint not found",
+                 "give the best.pt (or last.pt) that `fetalplanes train --out RUN_DIR` wrote into RUN_DIR"),
+        unreadable=(f"{path}: not a readable PyTorch checkpoint",
+                    "give a checkpoint written by `fetalplanes train` (RUN_DIR/best.pt)"),
+    )
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model_info" not in ckpt or "state_dict" not in ckpt:
         raise FetalPlanesError(
             f"{path}: not a fetalplanes checkpoint (no model_info/state_dict)",

@@ -233,21 +233,16 @@ def imagenet_state_dict(arch: str, timeout_s: float = 30.0) -> dict:
 
 def read_weights_file(path: str | Path) -> dict:
     """A state_dict from a local file: a plain state_dict, or a dict holding one under 'state_dict'/'model'."""
-    import torch
+    from export.checkpoint import load_torch_file
 
     path = Path(path)
-    if not path.is_file():
-        raise FetalPlanesError(
-            f"--pretrained: weights file {path} not found",
-            hint="give 'imagenet', 'none', or the path of an existing .pth/.pt weights file",
-        )
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise FetalPlanesError(
-            f"--pretrained: {path} is not a readable PyTorch weights file ({type(exc).__name__}: {str(exc)[:200]})",
-            hint="give a file saved with torch.save(model.state_dict(), PATH), or a fetalplanes checkpoint",
-        ) from None
+    obj = load_torch_file(
+        path,
+        missing=(f"--pretrained: weights file {path} not found",
+                 "give 'imagenet', 'none', or the path of an existing .pth/.pt weights file"),
+        unreadable=(f"--pretrained: {path} is not a readable PyTorch weights file",
+                    "give a file saved with torch.save(model.state_dict(), PATH), or a fetalplanes checkpoint"),
+    )
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "model_state_dict"):
             if isinstance(obj.get(key), dict):
