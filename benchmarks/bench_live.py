@@ -380,7 +380,7 @@ def default_model(work: Path, log: Callable[[str], None] = print) -> Path:
 
 
 def phantom_video(work: Path) -> Path:
-    from edge.phantom.video import write_phantom_video
+    from fetaldata.phantom.video import write_phantom_video
 
     path = work / "phantom_scan_640x480.mp4"
     if not path.is_file():

@@ -73,7 +73,7 @@ class Recipe:
 
 def phantom_data(work: Path, recipe: Recipe, log: Callable[[str], None] = print) -> Path:
     """The phantom dataset the benchmark models are trained, calibrated and checked on (cached)."""
-    from edge.phantom.dataset import write_phantom_dataset
+    from fetaldata.phantom.dataset import write_phantom_dataset
 
     data = work / f"phantom-db-p{recipe.patients}-w{recipe.phantom_width}"
     if not (data / "FETAL_PLANES_DB_data.csv").is_file():

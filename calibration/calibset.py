@@ -5,7 +5,7 @@ must look like what the model sees in use (the model's own preprocessing, read f
 its metadata) and must never come from the validation or test patients the
 quantized model is later judged on.
 
-Selection: the training split of the model's task (``edge.data.task_samples``);
+Selection: the training split of the model's task (``fetaldata.task_samples``);
 classes take turns (so rare classes are not crowded out), and within a class the
 (machine, operator) groups take turns, each group shuffled with the seed.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.data import FetalPlanesDB, Sample, SplitConfig, task_samples
+from fetaldata import FetalPlanesDB, Sample, SplitConfig, task_samples
 from edge.errors import FetalPlanesError
 from edge.modelinfo import ModelInfo
 

@@ -59,8 +59,8 @@ def compare_models(job: CompareJob) -> dict[str, Any]:
     """Run both models on the split; return the report (and write it as JSON and markdown)."""
     from calibration.evaluation import load_split, predict_file, preprocessing_key
     from edge.backends import read_model_info
-    from edge.data import FetalPlanesDB
-    from edge.metrics import classification_metrics
+    from fetaldata import FetalPlanesDB
+    from fetaldata.metrics import classification_metrics
 
     t0 = time.perf_counter()
     ref_info = read_model_info(job.reference)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.data import FetalPlanesDB, Sample, task_samples
+from fetaldata import FetalPlanesDB, Sample, task_samples
 from edge.errors import FetalPlanesError
 from edge.modelinfo import ModelInfo
 from edge.preprocess import to_probabilities

@@ -75,7 +75,7 @@ def report_paths(out: str | Path) -> tuple[Path, Path]:
 
 
 def _metrics(probs: np.ndarray, targets: np.ndarray, labels) -> dict[str, Any]:
-    from edge.metrics import classification_metrics
+    from fetaldata.metrics import classification_metrics
 
     d = classification_metrics(probs, targets, list(labels)).to_dict()
     d.pop("confusion", None)
@@ -99,7 +99,7 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
     )
     from calibration.sensitivity import judge, layer_sensitivity, search_exclusions
     from calibration.speed import default_threads, measure_hz
-    from edge.data import FetalPlanesDB
+    from fetaldata import FetalPlanesDB
     from edge.errors import FetalPlanesError
 
     t_start = time.perf_counter()
@@ -380,7 +380,7 @@ def agreement_samples(db, info, calib_samples, limit: int, seed: int, split) -> 
     """Up to ``limit`` training-split samples that calibration did not use, class-stratified (label-free check)."""
     from dataclasses import replace as _replace
 
-    from edge.data import task_samples
+    from fetaldata import task_samples
 
     if limit <= 0:
         return []

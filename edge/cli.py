@@ -1,7 +1,7 @@
 """`fetalplanes`: one console command, with sub-commands.
 
-``edge`` registers its own commands (data, run, classify, doctor); the packages
-above it (``calibration``, ``export``) contribute theirs through the
+``edge`` registers its own commands (run, classify, doctor); the packages
+above it (``fetaldata``, ``calibration``, ``export``) contribute theirs through the
 ``fetalplanes.commands`` entry-point group, so that ``edge`` never imports them
 and the edge box runs without PyTorch.
 
@@ -18,8 +18,7 @@ from typing import Callable, Sequence
 from edge import __version__
 from edge.errors import EXIT_FAILURE, EXIT_USAGE, FetalPlanesError
 
-EDGE_COMMAND_MODULES = ("edge.data.cli", "edge.live.cli", "edge.doctor")
-FALLBACK_PLUGINS = ("calibration.cli:register", "export.cli:register")
+EDGE_COMMAND_MODULES = ("edge.live.cli", "edge.doctor")
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -73,7 +72,7 @@ def _plugins() -> list[Callable[[argparse._SubParsersAction], None]]:
         specs = sorted({ep.value for ep in group})
     except Exception:  # pragma: no cover - broken metadata
         specs = []
-    for spec in specs or FALLBACK_PLUGINS:
+    for spec in specs:
         module, _, attr = spec.partition(":")
         try:
             found.append(getattr(importlib.import_module(module), attr))

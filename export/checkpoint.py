@@ -109,25 +109,3 @@ def read_checkpoint(path: str | Path) -> tuple[dict, ModelInfo]:
         )
     info = ModelInfo.from_dict(ckpt["model_info"], source=str(path))
     return ckpt, info
-
-
-def load_checkpoint(path: str | Path):
-    """``(model, info, ckpt)``: the model in eval mode on the CPU, its ModelInfo, and the raw dict."""
-    from export.models import build_model
-
-    ckpt, info = read_checkpoint(path)
-    try:
-        model = build_model(info.arch, info.num_classes, pretrained="none", channels=info.channels)
-    except FetalPlanesError as exc:
-        raise FetalPlanesError(f"{path}: cannot rebuild its model: {exc.message}", hint=exc.hint) from None
-    try:
-        model.load_state_dict(ckpt["state_dict"], strict=True)
-    except RuntimeError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()][1:4]
-        raise FetalPlanesError(
-            f"{path}: incompatible checkpoint: its weights do not fit {info.arch} with {info.num_classes} classes "
-            f"({'; '.join(lines)[:400]})",
-            hint="the checkpoint was written by another version or edited; retrain with `fetalplanes train`",
-        ) from None
-    model.eval()
-    return model, info, ckpt

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edge.data.splits import Sample
+from fetaldata.splits import Sample
 from edge.modelinfo import ModelInfo
 from edge.preprocess import normalize, preprocess, read_gray, resize_gray
 

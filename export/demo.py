@@ -214,8 +214,8 @@ class Demo:
 
     # ------------------------------------------------------------------ steps
     def step_phantom(self):
-        from edge.data.fetal_planes_db import FetalPlanesDB
-        from edge.phantom.dataset import write_phantom_dataset
+        from fetaldata.fetal_planes_db import FetalPlanesDB
+        from fetaldata.phantom.dataset import write_phantom_dataset
 
         if self.data_dir.exists():
             shutil.rmtree(self.data_dir)
@@ -313,7 +313,7 @@ class Demo:
     def step_live(self):
         from edge.live.config import RunConfig
         from edge.live.loop import run_loop
-        from edge.live.scoring import score_against_truth
+        from fetaldata.scoring import score_against_truth
 
         live = self.out / "live"
         if live.exists():
@@ -395,11 +395,11 @@ def _deployable_text(row: dict[str, Any]) -> str:
 
 
 def write_video(path: Path, seconds: float, fps: float, width: int, height: int, seed: int, scan_width: int = 128) -> Path:
-    """The phantom scanner video (edge.phantom.video.write_phantom_video) with its .truth.csv sidecar.
+    """The phantom scanner video (fetaldata.phantom.video.write_phantom_video) with its .truth.csv sidecar.
 
     ``scan_width``: the video's planes are formed at the phantom dataset's image width, so the model
     sees in the sector what it was trained on."""
-    from edge.phantom.video import write_phantom_video
+    from fetaldata.phantom.video import write_phantom_video
 
     return Path(write_phantom_video(path, seconds=seconds, fps=int(fps), width=width, height=height, seed=seed,
                                     scan_width=scan_width))

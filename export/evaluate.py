@@ -2,9 +2,9 @@
 
 runner (a PyTorch checkpoint through ``export.torch_runner.TorchRunner``, or an
 ONNX FP32/INT8 file / TensorRT engine through ``edge.backends.open_runner``) ->
-the split's samples for the model's own task (``edge.data.task_samples``) ->
+the split's samples for the model's own task (``fetaldata.task_samples``) ->
 images through ``edge.preprocess`` (``Runner.predict``) in batches ->
-probabilities -> ``edge.metrics.classification_metrics``.
+probabilities -> ``fetaldata.metrics.classification_metrics``.
 
 torch is imported only when a checkpoint is evaluated.
 """
@@ -21,11 +21,11 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from edge.backends.base import Runner
-from edge.data import FetalPlanesDB, Sample, SplitConfig, task_samples
-from edge.data.splits import SPLITS, fingerprint
+from fetaldata import FetalPlanesDB, Sample, SplitConfig, task_samples
+from fetaldata.splits import SPLITS, fingerprint
 from edge.errors import EXIT_FAILURE, FetalPlanesError
 from edge.labels import TASKS, labels_for
-from edge.metrics import ClassificationMetrics, classification_metrics
+from fetaldata.metrics import ClassificationMetrics, classification_metrics
 from edge.modelinfo import ModelInfo
 
 from export.torch_runner import CHECKPOINT_SUFFIXES  # noqa: E402  (light: torch is imported on activate)
@@ -61,7 +61,7 @@ class EvaluationResult:
     runner: str  # backend that ran the model, e.g. "onnxruntime:model.onnx"
     model_info: dict[str, Any]
     split_config: dict[str, Any]
-    dataset_fingerprint: str  # CSV content + split configuration (edge.data.splits.fingerprint)
+    dataset_fingerprint: str  # CSV content + split configuration (fetaldata.splits.fingerprint)
     metrics: ClassificationMetrics
     predictions: list[Prediction]
     seconds: float  # wall time of loading, preprocessing and inference

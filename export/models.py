@@ -311,3 +311,25 @@ def split_outputs(outputs):
         return outputs, []
     main, *aux = tuple(outputs)
     return main, [a for a in aux if a is not None]
+
+
+def load_checkpoint(path: str | Path):
+    """``(model, info, ckpt)``: the model in eval mode on the CPU, its ModelInfo, and the raw dict."""
+    from export.checkpoint import read_checkpoint
+
+    ckpt, info = read_checkpoint(path)
+    try:
+        model = build_model(info.arch, info.num_classes, pretrained="none", channels=info.channels)
+    except FetalPlanesError as exc:
+        raise FetalPlanesError(f"{path}: cannot rebuild its model: {exc.message}", hint=exc.hint) from None
+    try:
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()][1:4]
+        raise FetalPlanesError(
+            f"{path}: incompatible checkpoint: its weights do not fit {info.arch} with {info.num_classes} classes "
+            f"({'; '.join(lines)[:400]})",
+            hint="the checkpoint was written by another version or edited; retrain with `fetalplanes train`",
+        ) from None
+    model.eval()
+    return model, info, ckpt

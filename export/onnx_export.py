@@ -138,7 +138,7 @@ def _run_exporter(model, dummy, path: Path, opset: int, exporter: str) -> str:
 def phantom_inputs(info: ModelInfo, n: int, seed: int = 0) -> np.ndarray:
     """``n`` phantom B-mode images of the model's classes, preprocessed by :func:`edge.preprocess.preprocess`."""
     from edge.labels import BRAIN, NOT_A_BRAIN, PLANES
-    from edge.phantom.render import render_image
+    from fetaldata.phantom.render import render_image
     from edge.preprocess import preprocess
 
     rng = np.random.default_rng(seed)
@@ -159,7 +159,7 @@ def phantom_inputs(info: ModelInfo, n: int, seed: int = 0) -> np.ndarray:
 
 def dataset_inputs(info: ModelInfo, data: str | Path, n: int, split: str = "test", seed: int = 0) -> np.ndarray:
     """Up to ``n`` images of ``split`` (stratified), preprocessed by :func:`edge.preprocess.preprocess`."""
-    from edge.data import FetalPlanesDB, SplitConfig, task_samples
+    from fetaldata import FetalPlanesDB, SplitConfig, task_samples
     from edge.preprocess import preprocess, read_gray
 
     db = FetalPlanesDB.open(data)
@@ -222,7 +222,8 @@ def export_onnx(
     import onnxruntime as ort
     import torch
 
-    from export.checkpoint import file_sha256, load_checkpoint
+    from export.checkpoint import file_sha256
+    from export.models import load_checkpoint
 
     t0 = time.perf_counter()
     if samples < 1:

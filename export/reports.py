@@ -17,7 +17,7 @@ import numpy as np
 
 from edge.errors import FetalPlanesError, require
 from edge.labels import short_name
-from edge.metrics import row_normalize
+from fetaldata.metrics import row_normalize
 
 if TYPE_CHECKING:  # pragma: no cover
     from export.evaluate import EvaluationResult
@@ -49,7 +49,7 @@ def dataset_kind(data_dir: str | Path) -> str:
     if is_phantom_dataset(data_dir):
         return "phantom"
     try:
-        from edge.data import FetalPlanesDB
+        from fetaldata import FetalPlanesDB
 
         records = FetalPlanesDB.open(data_dir).records
     except FetalPlanesError:

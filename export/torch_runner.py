@@ -25,7 +25,7 @@ class TorchRunner(Runner):
     name = "torch"
 
     def __init__(self, path: str, device: str = "cpu", threads: int = 0):
-        from export.checkpoint import load_checkpoint
+        from export.models import load_checkpoint
 
         model, info, ckpt = load_checkpoint(path)
         super().__init__(str(path), info)

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
 
-from edge.data import FetalPlanesDB, SplitConfig, task_samples
-from edge.data.splits import fingerprint
+from fetaldata import FetalPlanesDB, SplitConfig, task_samples
+from fetaldata.splits import fingerprint
 from edge.errors import EXIT_FAILURE, FetalPlanesError
 from edge.labels import labels_for
 from edge.modelinfo import ModelInfo

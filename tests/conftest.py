@@ -50,6 +50,6 @@ def make_tiny_onnx_fixture():
 @pytest.fixture(scope="session")
 def phantom_db(tmp_path_factory) -> Path:
     """A small phantom dataset in FETAL_PLANES_DB's layout (24 patients, 48 px wide images)."""
-    from edge.phantom.dataset import write_phantom_dataset
+    from fetaldata.phantom.dataset import write_phantom_dataset
 
     return write_phantom_dataset(tmp_path_factory.mktemp("phantom") / "db", patients=24, seed=0, size=48)

@@ -118,7 +118,7 @@ def test_failing_variant_is_never_reported_deployable(make_tiny_onnx, tiny_onnx,
 
 
 def test_bench_live_child_runs_edge_only(tiny_onnx, tmp_path):
-    from edge.phantom.video import write_phantom_video
+    from fetaldata.phantom.video import write_phantom_video
 
     video = write_phantom_video(tmp_path / "v.mp4", seconds=1.0, fps=10, width=320, height=240, seed=0)
     result = bench_live.run_bench(tiny_onnx, [video], threads=1, modes=("unpaced", "paced-60"), max_frames=6,
@@ -138,7 +138,7 @@ def test_bench_live_child_runs_edge_only(tiny_onnx, tmp_path):
 
 
 def test_bench_live_matrix_per_model_and_setting(tiny_onnx, tmp_path):
-    from edge.phantom.video import write_phantom_video
+    from fetaldata.phantom.video import write_phantom_video
 
     video = write_phantom_video(tmp_path / "v.mp4", seconds=1.0, fps=10, width=320, height=240, seed=0)
     settings = (("2 threads, pipeline", 2, True), ("1 thread, one loop thread", 1, False))

@@ -142,9 +142,9 @@ def make_selftest_onnx(path: Path, input_size: int = 64, seed: int = 0) -> Path:
 
 
 def phantom_images(n: int, seed: int = 0) -> list[np.ndarray]:
-    """``n`` phantom B-mode images (edge.phantom), cycling over the six planes and the machines' looks."""
+    """``n`` phantom B-mode images (fetaldata.phantom), cycling over the six planes and the machines' looks."""
     from edge.labels import NOT_A_BRAIN, PLANES
-    from edge.phantom.render import LOOKS, render_image
+    from fetaldata.phantom.render import LOOKS, render_image
 
     rng = np.random.default_rng(seed)
     machines = list(LOOKS)
@@ -160,7 +160,7 @@ def phantom_images(n: int, seed: int = 0) -> list[np.ndarray]:
 def load_images(data: str | None, samples: int) -> tuple[list[np.ndarray], str]:
     """Up to ``samples`` images from a folder (recursive), else phantom ones."""
     if not data:
-        return phantom_images(samples), f"{samples} phantom images (edge.phantom)"
+        return phantom_images(samples), f"{samples} phantom images (fetaldata.phantom)"
     from edge.preprocess import read_gray
 
     root = Path(data)

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from edge.cli import add_command
-from edge.data.splits import SPLITS
+from fetaldata.splits import SPLITS
 from edge.labels import TASKS
 
 
@@ -20,7 +20,7 @@ def default_out_dir(model: str | Path, split: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.data import SplitConfig
+    from fetaldata import SplitConfig
     from export.evaluate import evaluate_model
     from export.reports import metrics_markdown, write_reports
 

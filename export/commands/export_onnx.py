@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from edge.cli import add_command
-from edge.data.splits import SPLITS
+from fetaldata.splits import SPLITS
 from edge.errors import EXIT_FAILURE
 
 

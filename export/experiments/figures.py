@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from edge.data import FetalPlanesDB
-from edge.data.splits import split_patients
+from fetaldata import FetalPlanesDB
+from fetaldata.splits import split_patients
 from edge.errors import require
 from edge.labels import labels_for, short_name
-from edge.metrics import row_normalize
+from fetaldata.metrics import row_normalize
 from export.experiments.config import ExperimentConfig
 from export.experiments.runs import Trainer, run_subrun
 from export.experiments.tables import (

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from edge.data import FetalPlanesDB, Sample, SplitConfig
-from edge.data.fetal_planes_db import CSV_NAME, IMAGES_DIR
-from edge.data.splits import fingerprint
+from fetaldata import FetalPlanesDB, Sample, SplitConfig
+from fetaldata.fetal_planes_db import CSV_NAME, IMAGES_DIR
+from fetaldata.splits import fingerprint
 from edge.errors import EXIT_FAILURE, FetalPlanesError
 from export.experiments.config import ExperimentConfig, RunSpec, check_name
 

@@ -22,7 +22,7 @@ def count_parameters(model_path: Path) -> int | None:
 
         model = onnx.load(str(model_path))
         return int(sum(int(np.prod(t.dims)) for t in model.graph.initializer))
-    from export.checkpoint import load_checkpoint
+    from export.models import load_checkpoint
 
     model, _, _ = load_checkpoint(model_path)
     return int(sum(p.numel() for p in model.parameters()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from edge.data import FetalPlanesDB, task_samples
+from fetaldata import FetalPlanesDB, task_samples
 from export.experiments.config import ExperimentConfig
 from export.experiments.runs import Trainer, run_subrun, split_config_for
 from export.experiments.tables import header_lines, load_published, markdown_table, pct, study_notice, write_table

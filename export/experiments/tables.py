@@ -93,8 +93,8 @@ def write_table(
 
 def study_notice(config: Any) -> tuple[str, str]:
     """(notice line, split fingerprint) for the experiment's data (see export.reports.data_notice)."""
-    from edge.data import FetalPlanesDB, SplitConfig
-    from edge.data.splits import fingerprint
+    from fetaldata import FetalPlanesDB, SplitConfig
+    from fetaldata.splits import fingerprint
     from export.reports import data_notice
 
     split = SplitConfig(seed=config.seed, max_per_split=config.default_max_per_split)

@@ -12,7 +12,7 @@ import pytest
 @pytest.fixture(scope="session")
 def phantom_db(tmp_path_factory) -> Path:
     """A 24-patient phantom FETAL_PLANES_DB with 64 px wide images (about 2 s to write)."""
-    from edge.phantom.dataset import write_phantom_dataset
+    from fetaldata.phantom.dataset import write_phantom_dataset
 
     return write_phantom_dataset(tmp_path_factory.mktemp("phantom") / "db", patients=24, seed=0, size=64)
 
@@ -71,6 +71,6 @@ def make_outlier_onnx(path: Path, input_size: int = 32, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def phantom_db_60(tmp_path_factory) -> Path:
     """A 60-patient phantom (48 px wide images): enough validation images for the layer search."""
-    from edge.phantom.dataset import write_phantom_dataset
+    from fetaldata.phantom.dataset import write_phantom_dataset
 
     return write_phantom_dataset(tmp_path_factory.mktemp("phantom60") / "db", patients=60, seed=0, size=48)

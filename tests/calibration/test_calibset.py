@@ -11,7 +11,7 @@ from tiny_onnx_model import make_tiny_onnx
 
 from calibration.calibset import build_calibration_set, select_calibration_samples, split_config_for
 from edge.backends import read_model_info
-from edge.data import FetalPlanesDB, SplitConfig, split_patients, task_samples
+from fetaldata import FetalPlanesDB, SplitConfig, split_patients, task_samples
 from edge.errors import FetalPlanesError
 from edge.preprocess import preprocess
 

@@ -10,7 +10,7 @@ from tiny_onnx_model import make_tiny_onnx
 
 from edge.backends import open_runner
 from edge.cli import main
-from edge.data import FetalPlanesDB, SplitConfig, task_samples
+from fetaldata import FetalPlanesDB, SplitConfig, task_samples
 
 
 def test_model_against_itself_passes(phantom_db, tmp_path, capsys):

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def phantom240(tmp_path_factory) -> Path:
-    from edge.phantom.dataset import write_phantom_dataset
+    from fetaldata.phantom.dataset import write_phantom_dataset
 
     return write_phantom_dataset(tmp_path_factory.mktemp("e2e") / "phantom", patients=240, seed=0, size=128)
 

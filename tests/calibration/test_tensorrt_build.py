@@ -204,7 +204,7 @@ def test_build_engine_command(monkeypatch, tmp_path, tiny_onnx, capsys):
 
 
 def test_implicit_int8_from_a_dataset_folder_uses_the_calibration_set(monkeypatch, tmp_path, tiny_onnx):
-    from edge.phantom.dataset import write_phantom_dataset
+    from fetaldata.phantom.dataset import write_phantom_dataset
 
     trt, _ = install_fake_tensorrt(monkeypatch, "8.6.1.6")
     db = write_phantom_dataset(tmp_path / "db", patients=12, seed=0, size=64)

@@ -19,8 +19,8 @@ def tiny() -> dict:
 
 @pytest.fixture(scope="session")
 def phantom_db(tmp_path_factory) -> Path:
-    """A phantom FETAL_PLANES_DB (edge.phantom, the release's exact layout): 30 patients, 48 px wide images."""
-    from edge.phantom.dataset import write_phantom_dataset
+    """A phantom FETAL_PLANES_DB (fetaldata.phantom, the release's exact layout): 30 patients, 48 px wide images."""
+    from fetaldata.phantom.dataset import write_phantom_dataset
 
     return write_phantom_dataset(tmp_path_factory.mktemp("phantom") / "db", patients=30, seed=0, size=48)
 

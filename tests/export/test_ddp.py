@@ -27,7 +27,7 @@ def test_train_under_torchrun_two_cpu_processes(phantom_db, tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
-    from export.checkpoint import load_checkpoint
+    from export.models import load_checkpoint
 
     _, info, ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["epoch"] == 2 and info.extra["train_images"] == 16

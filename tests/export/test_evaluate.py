@@ -127,7 +127,7 @@ def test_onnx_model_one_code_path(tiny_onnx, texture_db):
     """ORT through evaluate_model gives what ORT gives on edge.preprocess's tensors, for any batch size."""
     import onnxruntime as ort
 
-    from edge.data import FetalPlanesDB
+    from fetaldata import FetalPlanesDB
     from edge.preprocess import preprocess, read_gray
     from export.evaluate import evaluate_model
 

@@ -18,7 +18,7 @@ def phantom(tmp_path_factory) -> Path:
     """A 24-patient phantom (48 px) in the release's layout; a hand-made texture set if the phantom is absent."""
     out = tmp_path_factory.mktemp("phantom")
     try:
-        from edge.phantom.dataset import write_phantom_dataset
+        from fetaldata.phantom.dataset import write_phantom_dataset
     except ImportError:
         from test_evaluate import texture_rows, write_db
 
@@ -80,7 +80,7 @@ def test_table2_then_fig3_resume_and_provenance(phantom, tmp_path):
 
 
 def test_table3_table4_fig4_fig5_quick(phantom, tmp_path):
-    from edge.data import FetalPlanesDB
+    from fetaldata import FetalPlanesDB
     from edge.labels import BRAIN
     from export.experiments import run_experiment
     from export.experiments.table4 import groups_with_enough_images
@@ -129,7 +129,7 @@ def test_table4_groups_on_the_real_csv(real_db_dir):
     """On the release, the operator/machine pairs with >= 2000 images are Op. 3/Aloka, Op. 1/E6, Op. 2/E6."""
     from collections import Counter
 
-    from edge.data import FetalPlanesDB
+    from fetaldata import FetalPlanesDB
     from export.experiments.table4 import groups_with_enough_images
 
     db = FetalPlanesDB.open(real_db_dir)

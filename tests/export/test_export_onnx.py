@@ -15,7 +15,8 @@ from edge.cli import main  # noqa: E402
 from edge.errors import FetalPlanesError  # noqa: E402
 from edge.modelinfo import METADATA_KEY  # noqa: E402
 from edge.preprocess import read_gray  # noqa: E402
-from export.checkpoint import file_sha256, load_checkpoint  # noqa: E402
+from export.checkpoint import file_sha256  # noqa: E402
+from export.models import load_checkpoint  # noqa: E402
 from export.onnx_export import _compare, export_onnx  # noqa: E402
 from export.torch_runner import TorchRunner  # noqa: E402
 

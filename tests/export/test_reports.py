@@ -11,7 +11,7 @@ import pytest
 
 from edge.errors import FetalPlanesError
 from edge.labels import BRAIN, PLANES
-from edge.metrics import classification_metrics
+from fetaldata.metrics import classification_metrics
 
 
 def make_result(data_dir: Path, labels=PLANES, seed: int = 0, n: int = 40):

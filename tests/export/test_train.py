@@ -13,12 +13,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edge.cli import main  # noqa: E402
-from edge.data import FetalPlanesDB, SplitConfig  # noqa: E402
-from edge.data.splits import fingerprint  # noqa: E402
+from fetaldata import FetalPlanesDB, SplitConfig  # noqa: E402
+from fetaldata.splits import fingerprint  # noqa: E402
 from edge.errors import FetalPlanesError  # noqa: E402
 from edge.labels import PLANES  # noqa: E402
 from export import train as train_mod  # noqa: E402
-from export.checkpoint import load_checkpoint, read_checkpoint  # noqa: E402
+from export.checkpoint import read_checkpoint  # noqa: E402
+from export.models import load_checkpoint  # noqa: E402
 from export.train import TrainConfig, recalibrate_batchnorm, train  # noqa: E402
 
 
@@ -52,7 +53,7 @@ def test_checkpoint_describes_itself(trained_run, phantom_db, tiny):
 def test_normalised_training_inputs_lie_in_minus_one_one(phantom_db):
     from edge.modelinfo import ModelInfo
     from export.data_torch import AugmentConfig, ImageCache, SampleDataset, normalization_from_mean, pixel_mean
-    from edge.data import task_samples
+    from fetaldata import task_samples
 
     samples = task_samples(FetalPlanesDB.open(phantom_db), "train", SplitConfig(max_per_split=12))
     cache = ImageCache(40)

@@ -8,10 +8,10 @@ REPO = Path(__file__).resolve().parents[3]
 
 CODE = """
 import sys
-for name in ("torch", "torchvision", "tensorrt", "pycuda", "pycuda.driver", "calibration", "export"):
+for name in ("torch", "torchvision", "tensorrt", "pycuda", "pycuda.driver", "fetaldata", "calibration", "export"):
     sys.modules[name] = None  # any import of these now raises ImportError
 import edge, edge.live
-import edge.live.loop, edge.live.cli, edge.live.classify, edge.live.scoring, edge.live.config
+import edge.live.loop, edge.live.cli, edge.live.classify, edge.live.config
 import edge.live.capture, edge.live.outputs, edge.live.overlay, edge.live.sources, edge.live.status
 import edge.live.temporal, edge.live.rotation
 from edge.cli import build_parser

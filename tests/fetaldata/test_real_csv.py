@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from edge.data import FetalPlanesDB, SplitConfig, split_patients, task_samples
+from fetaldata import FetalPlanesDB, SplitConfig, split_patients, task_samples
 from edge.labels import BRAIN, PLANES
 
 # Independent of the CSV's Plane column: the release's file names carry the plane as PlaneK.

@@ -6,12 +6,12 @@ import pytest
 
 from edge.live.config import RunConfig
 from edge.live.loop import run_loop
-from edge.live.scoring import main as scoring_main
-from edge.live.scoring import score_against_truth
+from fetaldata.scoring import main as scoring_main
+from fetaldata.scoring import score_against_truth
 
 
 def test_phantom_video_scored_against_truth(tiny_onnx, tmp_path, capsys):
-    video_mod = pytest.importorskip("edge.phantom.video")
+    video_mod = pytest.importorskip("fetaldata.phantom.video")
     video = video_mod.write_phantom_video(tmp_path / "ph.avi", seconds=12, fps=15, width=320, height=240, seed=2)
     truth = video.with_suffix(".truth.csv")
     jsonl = tmp_path / "p.jsonl"

@@ -15,7 +15,7 @@ import math
 import cv2
 import numpy as np
 
-from edge.phantom.canvas import Canvas, Pose, low_frequency
+from fetaldata.phantom.canvas import Canvas, Pose, low_frequency
 
 FLUID = 0.004
 

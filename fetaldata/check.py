@@ -6,8 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.data.fetal_planes_db import FetalPlanesDB
-from edge.data.splits import SPLITS, SplitConfig, fingerprint, split_patients
+from fetaldata.fetal_planes_db import FetalPlanesDB
+from fetaldata.splits import SPLITS, SplitConfig, fingerprint, split_patients
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Patients, their planes and image counts, operators and machines follow the
 statistics of the real CSV (``real_csv_stats.json``), scaled to N patients.
-The images are rendered by :mod:`edge.phantom.render`. The phantom exercises the
+The images are rendered by :mod:`fetaldata.phantom.render`. The phantom exercises the
 software; it proves nothing clinical.
 """
 
@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from edge.errors import EXIT_FAILURE, FetalPlanesError
-from edge.phantom.stats import load_stats
+from fetaldata.phantom.stats import load_stats
 
 HEADER = "Image_name;Patient_num;Plane;Brain_plane;Operator;US_Machine;Train"
 NOT_A_BRAIN = "Not A Brain"
@@ -132,7 +132,7 @@ def write_phantom_dataset(
     """
     import cv2
 
-    from edge.phantom.render import render_image
+    from fetaldata.phantom.render import render_image
 
     if size is not None and size < 16:
         raise FetalPlanesError(f"size={size}: too small to draw an ultrasound image", hint="use at least 16, e.g. 128")

@@ -18,7 +18,7 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edge.data.fetal_planes_db import FetalPlanesDB, Record
+from fetaldata.fetal_planes_db import FetalPlanesDB, Record
 from edge.errors import FetalPlanesError
 from edge.labels import BRAIN, BRAIN_OTHER, NOT_A_BRAIN, PLANES, labels_for
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from edge.errors import FetalPlanesError
-from edge.metrics import classification_metrics, confusion_matrix, expected_calibration_error, topk_error
+from fetaldata.metrics import classification_metrics, confusion_matrix, expected_calibration_error, topk_error
 
 
 def test_hand_made_case():

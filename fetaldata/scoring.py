@@ -1,7 +1,7 @@
 """Score the loop's smoothed labels against a ground-truth sidecar (phantom videos).
 
 The sidecar ``<name>.truth.csv`` has ``frame,time_s,plane,brain_plane,state,x,y,w,h``
-(written by :mod:`edge.phantom.video`). The loop's ``jsonl://`` output has one
+(written by :mod:`fetaldata.phantom.video`). The loop's ``jsonl://`` output has one
 record per processed frame with the source ``frame`` index. Frames are matched
 by index; frames the loop did not process (dropped) are counted, not scored.
 """
@@ -181,11 +181,11 @@ def _steady_scores(matched: list[tuple[dict[str, str], dict[str, Any]]], column:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m edge.live.scoring predictions.jsonl video.truth.csv`` -> the scores as JSON."""
+    """``python -m fetaldata.scoring predictions.jsonl video.truth.csv`` -> the scores as JSON."""
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m edge.live.scoring", description=score_against_truth.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m fetaldata.scoring", description=score_against_truth.__doc__.splitlines()[0])
     parser.add_argument("jsonl")
     parser.add_argument("truth_csv")
     args = parser.parse_args(argv)

@@ -4,7 +4,7 @@ They were computed once from the release's ``FETAL_PLANES_DB_data.csv`` with
 :func:`compute_stats` and are committed as ``real_csv_stats.json`` beside this
 module, so that making a phantom never needs the real data. To refresh them::
 
-    python -m edge.phantom.stats ../shared/data/fetal_planes_db/FETAL_PLANES_DB_data.csv
+    python -m fetaldata.phantom.stats ../shared/data/fetal_planes_db/FETAL_PLANES_DB_data.csv
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def compute_stats(csv_path: str | Path) -> dict:
         return dict(Counter(r[col[c]] for r in data).most_common())
 
     return {
-        "source": "FETAL_PLANES_DB_data.csv (Zenodo record 3904280), computed by edge.phantom.stats.compute_stats",
+        "source": "FETAL_PLANES_DB_data.csv (Zenodo record 3904280), computed by fetaldata.phantom.stats.compute_stats",
         "images": len(data),
         "patients": len(patients),
         "planes": count("Plane"),

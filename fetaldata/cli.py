@@ -12,8 +12,8 @@ from edge.errors import EXIT_FAILURE, EXIT_OK, FetalPlanesError
 
 
 def _check(args: argparse.Namespace) -> int:
-    from edge.data.check import check_dataset, format_report
-    from edge.data.fetal_planes_db import FetalPlanesDB
+    from fetaldata.check import check_dataset, format_report
+    from fetaldata.fetal_planes_db import FetalPlanesDB
 
     db = FetalPlanesDB.open(args.dir)
     rep = check_dataset(db, images=not args.no_images, decode=not args.no_decode)
@@ -24,7 +24,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _phantom(args: argparse.Namespace) -> int:
-    from edge.phantom.dataset import write_phantom_dataset
+    from fetaldata.phantom.dataset import write_phantom_dataset
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:
@@ -44,7 +44,7 @@ def _phantom(args: argparse.Namespace) -> int:
 
 
 def _phantom_video(args: argparse.Namespace) -> int:
-    from edge.phantom.video import write_phantom_video
+    from fetaldata.phantom.video import write_phantom_video
 
     path = write_phantom_video(
         args.out, seconds=args.seconds, fps=args.fps, width=args.width, height=args.height, seed=args.seed,

@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 
 from edge.errors import EXIT_FAILURE, FetalPlanesError
-from edge.phantom.anatomy import draw_anatomy
-from edge.phantom.canvas import Canvas
-from edge.phantom.dataset import MACHINE_SIZES
-from edge.phantom.render import (
+from fetaldata.phantom.anatomy import draw_anatomy
+from fetaldata.phantom.canvas import Canvas
+from fetaldata.phantom.dataset import MACHINE_SIZES
+from fetaldata.phantom.render import (
     LOOKS, BModeSettings, MachineLook, ScanGeometry, Sector, complex_field, envelope, form_bmode, make_sector, speckle,
 )
 
@@ -118,7 +118,7 @@ def _screen_mask(layout: Layout, geom: ScanGeometry) -> tuple[np.ndarray, tuple[
 
 
 def _scene(rng: np.random.Generator, plane: str, brain_plane: str, layout: Layout, machine: str) -> Scene:
-    """Draw one plane as :func:`edge.phantom.render.render_image` does, at the layout's scan size and sector."""
+    """Draw one plane as :func:`fetaldata.phantom.render.render_image` does, at the layout's scan size and sector."""
     look = LOOKS[machine]
     transvaginal = plane == "Maternal cervix"
     sector = layout.sector(transvaginal)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.phantom.anatomy import draw_anatomy
-from edge.phantom.canvas import Canvas
+from fetaldata.phantom.anatomy import draw_anatomy
+from fetaldata.phantom.canvas import Canvas
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.data import FetalPlanesDB, SplitConfig, split_patients, task_samples
+from fetaldata import FetalPlanesDB, SplitConfig, split_patients, task_samples
 from edge.labels import BRAIN, PLANES
-from edge.phantom.dataset import phantom_rows, write_phantom_dataset
-from edge.phantom.render import render_image
-from edge.phantom.stats import compute_stats, load_stats
+from fetaldata.phantom.dataset import phantom_rows, write_phantom_dataset
+from fetaldata.phantom.render import render_image
+from fetaldata.phantom.stats import compute_stats, load_stats
 
 HEADER = b"Image_name;Patient_num;Plane;Brain_plane;Operator;US_Machine;Train\n"
 NAME = re.compile(r"^Patient(\d{5})_Plane([1-6])_(\d+)_of_(\d+)$")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge.labels import BRAIN, PLANES
-from edge.phantom.video import TRUTH_COLUMNS, write_phantom_video
+from fetaldata.phantom.video import TRUTH_COLUMNS, write_phantom_video
 
 W, H = 480, 270
 
@@ -100,8 +100,8 @@ def test_sector_framed_like_the_dataset_images(video):
     """The live loop crops the sector's box: its shape must be one a dataset image's sector can have."""
     import math
 
-    from edge.phantom.dataset import MACHINE_SIZES
-    from edge.phantom.render import LOOKS, make_sector
+    from fetaldata.phantom.dataset import MACHINE_SIZES
+    from fetaldata.phantom.render import LOOKS, make_sector
 
     rng = np.random.default_rng(0)
     aspects = []

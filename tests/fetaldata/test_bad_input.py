@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge.cli import main
-from edge.data import FetalPlanesDB
+from fetaldata import FetalPlanesDB
 from edge.errors import FetalPlanesError
 
 HEADER = "Image_name;Patient_num;Plane;Brain_plane;Operator;US_Machine;Train"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from edge.errors import FetalPlanesError
-from edge.live.scoring import score_against_truth
+from fetaldata.scoring import score_against_truth
 
 
 def write(tmp_path, truth, preds):
