@@ -110,11 +110,11 @@ def select_calibration_samples(
 
 def load_preprocessed(db: FetalPlanesDB, samples: list[Sample], info: ModelInfo) -> np.ndarray:
     """The samples' images through the model's own preprocessing -> (N, C, H, W) float32."""
-    from edge.preprocess import preprocess
+    from edge.preprocess import prepare
 
     if not samples:
         raise FetalPlanesError("no images to preprocess", hint="check the split and the dataset folder")
-    return np.concatenate([preprocess(db.load(s.record), info) for s in samples], axis=0).astype(np.float32)
+    return np.concatenate([prepare(db.load(s.record, info.gray), info) for s in samples], axis=0).astype(np.float32)
 
 
 def build_calibration_set(data_dir: str | Path, info: ModelInfo, size: int = 500, seed: int = 0) -> np.ndarray:

@@ -34,7 +34,7 @@ class SplitInputs:
 
 def preprocessing_key(info: ModelInfo) -> tuple:
     """What must agree for two models to share preprocessed inputs."""
-    return (info.input_size, float(info.mean), float(info.std), info.channels, info.layout, info.resize)
+    return info.preprocessing_key()
 
 
 def load_split(

@@ -18,7 +18,6 @@ onnx and onnxruntime.quantization are imported inside the functions.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge.errors import EXIT_FAILURE, FetalPlanesError, require
-from edge.modelinfo import METADATA_KEY, ModelInfo
+from edge.modelinfo import ModelInfo, info_from_onnx_model, set_onnx_model_info, write_onnx_info
 
 METHODS = ("minmax", "entropy", "percentile")
 #: ``--method auto``: calibrate with each of METHODS and keep the one whose fully INT8 model is closest to FP32.
@@ -163,25 +162,13 @@ def load_onnx(path: str | Path):
 
 
 def read_info(model) -> ModelInfo:
-    """The ModelInfo stored in a loaded ONNX model's metadata."""
-    meta = {p.key: p.value for p in model.metadata_props}
-    if METADATA_KEY not in meta:
-        raise FetalPlanesError(
-            f"this ONNX model carries no '{METADATA_KEY}' metadata (labels, preprocessing)",
-            hint="export it with `fetalplanes export`, which embeds them",
-        )
-    return ModelInfo.from_json(meta[METADATA_KEY])
+    """The ModelInfo stored in a loaded ONNX model's metadata (:func:`edge.modelinfo.info_from_onnx_model`)."""
+    return info_from_onnx_model(model)
 
 
 def write_info(path: str | Path, info: ModelInfo) -> None:
-    """Set (replace) the fetalplanes metadata of an ONNX file in place."""
-    onnx = require("onnx", "dev", "INT8 quantization")
-    model = onnx.load(str(path))
-    props = {p.key: p.value for p in model.metadata_props}
-    props[METADATA_KEY] = info.to_json()
-    del model.metadata_props[:]
-    onnx.helper.set_model_props(model, props)
-    onnx.save(model, str(path))
+    """Set (replace) the fetalplanes metadata of an ONNX file in place (:func:`edge.modelinfo.write_onnx_info`)."""
+    write_onnx_info(path, info)
 
 
 def prepare_for_quantization(src: str | Path, dst: str | Path) -> Path:
@@ -212,10 +199,7 @@ def prepare_for_quantization(src: str | Path, dst: str | Path) -> Path:
         if not node.name or node.name in seen:
             node.name = f"{node.op_type}_{i}"
         seen.add(node.name)
-    props = {p.key: p.value for p in prepared.metadata_props}
-    props[METADATA_KEY] = info.to_json()
-    del prepared.metadata_props[:]
-    onnx.helper.set_model_props(prepared, props)
+    set_onnx_model_info(prepared, info)
     onnx.save(prepared, str(dst))
     return Path(dst)
 
@@ -380,7 +364,7 @@ def quantize_with_ranges(
         return out
     if info is None:
         info = read_info(load_onnx(prepared))
-    qinfo = ModelInfo.from_dict(json.loads(info.to_json()))
+    qinfo = ModelInfo.from_dict(info.to_dict())
     setting = config.describe()
     setting["nodes_to_exclude"] = list(nodes_to_exclude)
     setting.update(note or {})

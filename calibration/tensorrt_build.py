@@ -377,7 +377,7 @@ def _build(trt, cuda, config: EngineBuildConfig, info: ModelInfo, gpu_name: str,
     if calibrator is not None:
         options["calibration_batches"] = calibrator.feeder.delivered
     sidecar = EngineSidecar(
-        model_info=asdict(info),
+        model_info=info.to_dict(),
         precision=config.precision,
         mode=plan.mode,
         tensorrt_version=version,

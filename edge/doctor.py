@@ -493,7 +493,7 @@ def check_model(model: str, facts: Facts, measure_s: float = 1.0) -> list[Findin
         info = read_model_info(model)
     except FetalPlanesError as exc:
         return [Finding("model", FAIL, exc.message, exc.hint)]
-    out.append(Finding("model metadata", OK, f"{Path(model).name}: task {info.task}, {info.num_classes} labels ({', '.join(info.labels)}), {info.arch}, input {info.input_size} px x{info.channels}"))
+    out.append(Finding("model metadata", OK, f"{Path(model).name}: task {info.task}, {info.num_classes} labels ({', '.join(info.labels)}), {info.arch}, input {info.size_text} px x{info.channels}"))
     if kind == "tensorrt" and not (facts.has_gpu and facts.has_tensorrt and facts.has_pycuda):
         missing = [n for n, ok in (("an NVIDIA GPU", facts.has_gpu), ("TensorRT", facts.has_tensorrt), ("pycuda", facts.has_pycuda)) if not ok]
         out.append(Finding("model load", FAIL, f"{model} is a TensorRT engine but this box lacks {', '.join(missing)}", "run the .onnx model here, or run the engine on the GPU box it was built on"))

@@ -1,9 +1,12 @@
-"""Image -> input tensor: the single preprocessing path of the project.
+"""Image -> input tensor: the single preprocessing chain of the project.
 
-Training's evaluation path, calibration and the live loop all call
-:func:`preprocess`; training's augmentations act on the gray uint8 image
-before the same :func:`normalize`. What the steps are is read from a
-:class:`~edge.modelinfo.ModelInfo`, never hard-coded by a consumer.
+``prepare(image, info)`` = ``normalize(model_resize(model_gray(image, info), info), info)``:
+gray as the model was trained (``info.gray``), the whole image resized to ``info.input_hw``
+(``info.interpolation``), then ``info.normalization``. The live loop, classify, calibration and
+training's evaluation path call it (the loop calls its three steps, as it keeps the resized gray image
+for freeze detection); training's augmentations act on the gray uint8 image and end with the same
+:func:`normalize`. What the steps do is read from a :class:`~edge.modelinfo.ModelInfo`, never
+hard-coded by a consumer.
 """
 
 from __future__ import annotations
@@ -49,8 +52,9 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     raise FetalPlanesError(f"unsupported image shape {image.shape}", hint="give gray, BGR or BGRA images")
 
 
-def read_gray(path: str | Path) -> np.ndarray:
-    """Read an image file (PNG/JPEG/..., gray, RGB or RGBA, 8 or 16 bit) as 8-bit gray."""
+def read_gray(path: str | Path, gray: str = "luma") -> np.ndarray:
+    """Read an image file (PNG/JPEG/..., gray, RGB or RGBA, 8 or 16 bit) as 8-bit gray (``gray``: see
+    :func:`gray_image`)."""
     cv2 = _cv2()
     path = Path(path)
     if not path.is_file():
@@ -62,22 +66,64 @@ def read_gray(path: str | Path) -> np.ndarray:
             f"{path}: not a readable image (corrupt or unsupported format)",
             hint="replace the file with the original from the dataset, or remove its row",
         )
+    return gray_image(image, gray)
+
+
+def gray_image(image: np.ndarray, mode: str = "luma") -> np.ndarray:
+    """Any image -> 8-bit gray (H,W): ``mode`` "luma" = :func:`to_gray` (OpenCV's BGR2GRAY), "mean" = the
+    mean of the colour channels (alpha ignored; gray images pass through), bit depth as :func:`to_gray`."""
+    if mode == "mean" and isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] in (3, 4):
+        colour = image[:, :, :3]
+        mean = colour.mean(axis=2, dtype=np.float64)
+        if np.issubdtype(image.dtype, np.integer):
+            mean = np.rint(mean).astype(image.dtype)
+        return to_gray(mean)
+    if mode not in ("luma", "mean"):
+        raise FetalPlanesError(f"unknown gray conversion {mode!r}", hint="use 'luma' or 'mean'")
     return to_gray(image)
 
 
-def resize_gray(gray: np.ndarray, info: ModelInfo) -> np.ndarray:
-    """Resize an 8-bit gray image to the model's square input (the whole image, INTER_AREA)."""
+def resize_gray(gray: np.ndarray, size: int | tuple[int, int], interpolation: str = "area") -> np.ndarray:
+    """Resize a gray image, whole (aspect not kept), to ``size``: an int (square) or (height, width).
+
+    ``interpolation`` "area": INTER_AREA when shrinking in both directions, else bilinear; "linear":
+    always bilinear.
+    """
     cv2 = _cv2()
-    s = info.input_size
-    if gray.shape[0] == s and gray.shape[1] == s:
+    h, w = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+    if gray.shape[0] == h and gray.shape[1] == w:
         return gray
-    interp = cv2.INTER_AREA if (gray.shape[0] >= s and gray.shape[1] >= s) else cv2.INTER_LINEAR
-    return cv2.resize(gray, (s, s), interpolation=interp)
+    if interpolation == "area":
+        interp = cv2.INTER_AREA if (gray.shape[0] >= h and gray.shape[1] >= w) else cv2.INTER_LINEAR
+    elif interpolation == "linear":
+        interp = cv2.INTER_LINEAR
+    else:
+        raise FetalPlanesError(f"unknown interpolation {interpolation!r}", hint="use 'area' or 'linear'")
+    return cv2.resize(gray, (w, h), interpolation=interp)
+
+
+def model_gray(image: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """Step 1 of :func:`prepare`: the image as 8-bit gray, converted as the model was trained."""
+    return gray_image(image, info.gray)
+
+
+def model_resize(gray: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """Step 2 of :func:`prepare`: the whole gray image at the model's input size (H, W)."""
+    return resize_gray(gray, info.input_hw, info.interpolation)
 
 
 def normalize(gray_resized: np.ndarray, info: ModelInfo) -> np.ndarray:
-    """uint8 (S,S) -> float32 tensor (1,C,S,S) or (1,S,S,C), ``(pixel - mean) / std``."""
-    x = (gray_resized.astype(np.float32) - np.float32(info.mean)) * np.float32(1.0 / info.std)
+    """Step 3 of :func:`prepare`: uint8 (H,W) -> float32 tensor (1,C,H,W) or (1,H,W,C).
+
+    "dataset": ``(pixel - mean) / std``; "per_image": ``(g - g.mean()) / max(g.std(), 1e-6) * scale``.
+    """
+    g = gray_resized.astype(np.float32)
+    if info.normalization == "per_image":
+        mu = g.mean(dtype=np.float64)
+        sd = max(float(g.std(dtype=np.float64)), 1e-6)
+        x = (g - np.float32(mu)) * np.float32(float(info.scale) / sd)
+    else:
+        x = (g - np.float32(info.mean)) * np.float32(1.0 / info.std)
     if info.channels == 3:
         x = np.repeat(x[..., None], 3, axis=2)
     else:
@@ -87,14 +133,19 @@ def normalize(gray_resized: np.ndarray, info: ModelInfo) -> np.ndarray:
     return np.ascontiguousarray(x[None])
 
 
-def preprocess(image: np.ndarray, info: ModelInfo) -> np.ndarray:
-    """Any image (gray/BGR/BGRA) -> the model's input tensor of batch 1."""
-    return normalize(resize_gray(to_gray(image), info), info)
+def prepare(image: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """Any image (gray/BGR/BGRA) -> the model's input tensor of batch 1: the one preprocessing chain."""
+    return normalize(model_resize(model_gray(image, info), info), info)
 
 
-def preprocess_batch(images: list[np.ndarray], info: ModelInfo) -> np.ndarray:
+def prepare_batch(images: list[np.ndarray], info: ModelInfo) -> np.ndarray:
     """Several images -> one input tensor of batch len(images)."""
-    return np.concatenate([preprocess(im, info) for im in images], axis=0)
+    return np.concatenate([prepare(im, info) for im in images], axis=0)
+
+
+#: the former names of :func:`prepare` / :func:`prepare_batch`
+preprocess = prepare
+preprocess_batch = prepare_batch
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from edge.errors import FetalPlanesError
-from edge.modelinfo import ModelInfo
+from edge.modelinfo import CHECKPOINT_KEY, ModelInfo, info_from_checkpoint
 
 FORMAT = "fetalplanes-checkpoint"
 FORMAT_VERSION = 1
@@ -63,7 +62,7 @@ def save_checkpoint(path: str | Path, model, info: ModelInfo, **state: Any) -> P
     ckpt = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "model_info": asdict(info),
+        CHECKPOINT_KEY: info.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
         **state,
     }
@@ -107,5 +106,5 @@ def read_checkpoint(path: str | Path) -> tuple[dict, ModelInfo]:
             f"{path}: checkpoint format {ckpt['format_version']} is newer than this fetalplanes reads ({FORMAT_VERSION})",
             hint="upgrade fetalplanes",
         )
-    info = ModelInfo.from_dict(ckpt["model_info"], source=str(path))
+    info = info_from_checkpoint(ckpt, source=str(path))
     return ckpt, info

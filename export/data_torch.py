@@ -1,13 +1,14 @@
 """PyTorch datasets over a task's split of FETAL_PLANES_DB.
 
-- Evaluation path: exactly :func:`edge.preprocess.preprocess` (the edge runtime's preprocessing).
-  The cache holds ``resize_gray(read_gray(path))`` at the model's input size, and ``preprocess`` of an
-  image already at that size is ``normalize`` of it: the same numbers as on the box.
+- Evaluation path: exactly :func:`edge.preprocess.prepare` (the edge runtime's preprocessing).
+  The cache holds ``resize_gray(read_gray(path, gray), (H, W), interpolation)`` at the model's input
+  size, and ``prepare`` of an image already at that size is ``normalize`` of it: the same numbers as on
+  the box.
 - Training path: augmentations on the gray uint8 image (random horizontal flip, crop 0-20 %,
   translate 0-10 px, rotate +-15 deg), then :func:`edge.preprocess.resize_gray` and
   :func:`edge.preprocess.normalize`.
-- Normalisation: ``mean`` = the training images' pixel mean, ``std = max(mean, 255 - mean)``, so that
-  every input lies in [-1, 1].
+- Normalisation "dataset": ``mean`` = the training images' pixel mean, ``std = max(mean, 255 - mean)``,
+  so that every input lies in [-1, 1]; "per_image": each image standardised on its own.
 """
 
 from __future__ import annotations
@@ -16,13 +17,22 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 
 from fetaldata.splits import Sample
 from edge.modelinfo import ModelInfo
-from edge.preprocess import normalize, preprocess, read_gray, resize_gray
+from edge.preprocess import normalize, prepare, read_gray, resize_gray
+
+Size = Union[int, Tuple[int, int], List[int]]
+
+
+def hw(size: Size) -> tuple[int, int]:
+    """An int (square) or (height, width) -> (height, width)."""
+    if isinstance(size, (int, np.integer)):
+        return int(size), int(size)
+    return int(size[0]), int(size[1])
 
 
 @dataclass
@@ -42,18 +52,25 @@ def normalization_from_mean(mean: float) -> tuple[float, float]:
 
 
 class ImageCache:
-    """Decoded gray images resized to ``size`` x ``size`` (the whole image, as the edge does), in memory."""
+    """Decoded gray images resized to ``size`` (an int: square; (height, width)), the whole image as the
+    edge does, in memory. ``gray`` and ``interpolation`` as in :class:`~edge.modelinfo.ModelInfo`."""
 
-    def __init__(self, size: int):
-        self.size = int(size)
-        self._geometry = ModelInfo(task="planes", labels=["x"], arch="cache", input_size=self.size, mean=0.0, std=1.0)
+    def __init__(self, size: Size, gray: str = "luma", interpolation: str = "area"):
+        self.hw = hw(size)
+        self.gray = gray
+        self.interpolation = interpolation
         self._images: dict[str, np.ndarray] = {}
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the cached images."""
+        return self.hw
 
     def get(self, path: str | Path) -> np.ndarray:
         key = str(path)
         image = self._images.get(key)
         if image is None:
-            image = resize_gray(read_gray(key), self._geometry)
+            image = resize_gray(read_gray(key, self.gray), self.hw, self.interpolation)
             self._images[key] = image
         return image
 
@@ -85,10 +102,12 @@ def pixel_mean(paths: Sequence[str | Path], cache: ImageCache) -> float:
     return float(np.mean([cache.get(p).mean(dtype=np.float64) for p in paths]))
 
 
-def augment_gray(gray: np.ndarray, out_size: int, aug: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Random flip, crop, resize to ``out_size``, rotate and translate a gray uint8 image."""
+def augment_gray(gray: np.ndarray, out_size: Size, aug: AugmentConfig, rng: np.random.Generator,
+                 interpolation: str = "area") -> np.ndarray:
+    """Random flip, crop, resize to ``out_size`` (int or (height, width)), rotate and translate a gray uint8 image."""
     import cv2
 
+    out_h, out_w = hw(out_size)
     img = gray
     if aug.flip and rng.random() < 0.5:
         img = img[:, ::-1]
@@ -99,31 +118,30 @@ def augment_gray(gray: np.ndarray, out_size: int, aug: AugmentConfig, rng: np.ra
         y0 = int(rng.integers(0, h - ch + 1))
         x0 = int(rng.integers(0, w - cw + 1))
         img = img[y0 : y0 + ch, x0 : x0 + cw]
-    img = np.ascontiguousarray(img)
-    geometry = ModelInfo(task="planes", labels=["x"], arch="aug", input_size=out_size, mean=0.0, std=1.0)
-    img = resize_gray(img, geometry)
+    img = resize_gray(np.ascontiguousarray(img), (out_h, out_w), interpolation)
     angle = rng.uniform(-aug.max_rotate_deg, aug.max_rotate_deg) if aug.max_rotate_deg > 0 else 0.0
     tx, ty = (rng.uniform(-aug.max_translate_px, aug.max_translate_px, 2) if aug.max_translate_px > 0 else (0.0, 0.0))
     if angle or tx or ty:
-        c = (out_size - 1) / 2.0
-        m = cv2.getRotationMatrix2D((c, c), float(angle), 1.0)
+        m = cv2.getRotationMatrix2D(((out_w - 1) / 2.0, (out_h - 1) / 2.0), float(angle), 1.0)
         m[0, 2] += tx
         m[1, 2] += ty
-        img = cv2.warpAffine(img, m, (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        img = cv2.warpAffine(img, m, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return img
 
 
-def train_cache_size(input_size: int, aug: AugmentConfig | None) -> int:
-    """Cache training images a bit larger than the input, so a 20 % crop keeps full resolution."""
+def train_cache_size(input_size: Size, aug: AugmentConfig | None) -> tuple[int, int]:
+    """(height, width) to cache training images at: a bit larger than the input, so a 20 % crop keeps
+    full resolution."""
+    h, w = hw(input_size)
     if aug is None or aug.max_crop <= 0:
-        return input_size
-    return int(math.ceil(input_size / (1.0 - aug.max_crop)))
+        return h, w
+    return int(math.ceil(h / (1.0 - aug.max_crop))), int(math.ceil(w / (1.0 - aug.max_crop)))
 
 
 class SampleDataset:
-    """A torch ``Dataset`` of (float32 tensor (C,S,S), label) over a list of samples.
+    """A torch ``Dataset`` of (float32 tensor (C,H,W), label) over a list of samples.
 
-    ``augment`` None: the evaluation path (:func:`edge.preprocess.preprocess`). Otherwise the training
+    ``augment`` None: the evaluation path (:func:`edge.preprocess.prepare`). Otherwise the training
     path. Random numbers come from torch's generator (seeded per DataLoader worker by torch).
     """
 
@@ -132,10 +150,11 @@ class SampleDataset:
         self.samples = list(samples)
         self.info = info
         self.augment = augment
-        size = info.input_size if augment is None else train_cache_size(info.input_size, augment)
-        if cache is not None and cache.size != size:
-            raise ValueError(f"cache size {cache.size} != needed {size}")
-        self.cache = cache or ImageCache(size)
+        size = info.input_hw if augment is None else train_cache_size(info.input_hw, augment)
+        if cache is not None and (cache.hw, cache.gray, cache.interpolation) != (size, info.gray, info.interpolation):
+            raise ValueError(f"cache holds {cache.hw} {cache.gray}/{cache.interpolation} images, the dataset needs "
+                             f"{size} {info.gray}/{info.interpolation}")
+        self.cache = cache or ImageCache(size, info.gray, info.interpolation)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -144,14 +163,15 @@ class SampleDataset:
         return [s.label for s in self.samples]
 
     def array(self, index: int) -> np.ndarray:
-        """The input tensor of sample ``index`` as numpy (1, C, S, S)."""
+        """The input tensor of sample ``index`` as numpy (1, C, H, W)."""
         gray = self.cache.get(self.samples[index].path)
         if self.augment is None:
-            return preprocess(gray, self.info)  # gray is already S x S: identical to preprocess(read_gray(path))
+            return prepare(gray, self.info)  # gray is already H x W: identical to prepare(the file's image)
         import torch
 
         seed = int(torch.randint(0, 2**62, (1,)).item())
-        return normalize(augment_gray(gray, self.info.input_size, self.augment, np.random.default_rng(seed)), self.info)
+        image = augment_gray(gray, self.info.input_hw, self.augment, np.random.default_rng(seed), self.info.interpolation)
+        return normalize(image, self.info)
 
     def __getitem__(self, index: int):
         import torch

@@ -6,7 +6,8 @@
   ``torch.export``-based exporter (``dynamo=True``) cannot write opset < 18 (its down-conversion fails
   and keeps 18), takes ~10x longer, and OpenCV 5's DNN has given wrong outputs on a MobileNetV3 it
   exported. ``exporter="auto"`` falls back to it where the TorchScript exporter is gone.
-- dynamic batch axis; input ``input`` (N,1,S,S) float32, output ``logits`` (N,classes);
+- dynamic batch axis; input ``input`` (N,1,H,W) float32 (H x W from the checkpoint's ModelInfo), output
+  ``logits`` (N,classes);
 - ``onnx.checker`` full check;
 - :class:`edge.modelinfo.ModelInfo` JSON under the metadata key ``fetalplanes``, with the
   checkpoint's sha256;
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import EXIT_FAILURE, FetalPlanesError
-from edge.modelinfo import METADATA_KEY, ModelInfo
+from edge.modelinfo import METADATA_KEY, ModelInfo, set_onnx_model_info
 
 EXPORTERS = ("auto", "torchscript", "dynamo")
 
@@ -136,31 +137,32 @@ def _run_exporter(model, dummy, path: Path, opset: int, exporter: str) -> str:
 
 
 def phantom_inputs(info: ModelInfo, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` phantom B-mode images of the model's classes, preprocessed by :func:`edge.preprocess.preprocess`."""
+    """``n`` phantom B-mode images of the model's classes, preprocessed by :func:`edge.preprocess.prepare`."""
     from edge.labels import BRAIN, NOT_A_BRAIN, PLANES
     from fetaldata.phantom.render import render_image
-    from edge.preprocess import preprocess
+    from edge.preprocess import prepare
 
     rng = np.random.default_rng(seed)
     batch = []
     for i in range(n):
-        label = info.labels[i % len(info.labels)]
+        label = info.task_label(i % len(info.labels))
         if label in PLANES:
             plane, brain = label, ("Trans-thalamic" if label == "Fetal brain" else NOT_A_BRAIN)
         elif label in BRAIN and label != NOT_A_BRAIN:
             plane, brain = "Fetal brain", label
         else:
             plane, brain = "Fetal abdomen", NOT_A_BRAIN
-        w = int(rng.integers(max(64, info.input_size), max(65, 3 * info.input_size)))
+        side = max(info.input_hw)
+        w = int(rng.integers(max(64, side), max(65, 3 * side)))
         h = int(w * rng.uniform(0.6, 0.8))
-        batch.append(preprocess(render_image(plane, brain, "Aloka", rng, w, h), info))
+        batch.append(prepare(render_image(plane, brain, "Aloka", rng, w, h), info))
     return np.concatenate(batch, axis=0)
 
 
 def dataset_inputs(info: ModelInfo, data: str | Path, n: int, split: str = "test", seed: int = 0) -> np.ndarray:
-    """Up to ``n`` images of ``split`` (stratified), preprocessed by :func:`edge.preprocess.preprocess`."""
+    """Up to ``n`` images of ``split`` (stratified), preprocessed by :func:`edge.preprocess.prepare`."""
     from fetaldata import FetalPlanesDB, SplitConfig, task_samples
-    from edge.preprocess import preprocess, read_gray
+    from edge.preprocess import prepare, read_gray
 
     db = FetalPlanesDB.open(data)
     samples = task_samples(db, split, SplitConfig(task=info.task, seed=seed, max_per_split=n))
@@ -170,7 +172,7 @@ def dataset_inputs(info: ModelInfo, data: str | Path, n: int, split: str = "test
             f"--data {data}: no image of the {split} split found to compare outputs on",
             hint="give the FETAL_PLANES_DB folder with its Images/, or leave --data out to use phantom images",
         )
-    return np.concatenate([preprocess(read_gray(s.path), info) for s in samples], axis=0)
+    return np.concatenate([prepare(read_gray(s.path, info.gray), info) for s in samples], axis=0)
 
 
 def _compare(name: str, out: np.ndarray, ref: np.ndarray, atol: float, rtol: float, min_agreement: float) -> Comparison:
@@ -186,7 +188,7 @@ def embed_model_info(onnx_path: Path, info: ModelInfo) -> None:
     import onnx
 
     model = onnx.load(str(onnx_path))
-    onnx.helper.set_model_props(model, {METADATA_KEY: info.to_json()})
+    set_onnx_model_info(model, info)
     model.doc_string = f"fetalplanes {info.task} classifier ({info.arch}); metadata key '{METADATA_KEY}'"
     try:
         onnx.checker.check_model(model, full_check=True)

@@ -30,7 +30,7 @@ from fetaldata import FetalPlanesDB, SplitConfig, task_samples
 from fetaldata.splits import fingerprint
 from edge.errors import EXIT_FAILURE, FetalPlanesError
 from edge.labels import labels_for
-from edge.modelinfo import ModelInfo
+from edge.modelinfo import GRAY_MODES, INTERPOLATIONS, NORMALIZATIONS, ModelInfo, parse_input_size, size_text
 
 BEST = "best.pt"
 LAST = "last.pt"
@@ -38,7 +38,8 @@ METRICS_CSV = "metrics.csv"
 METRICS_JSON = "metrics.json"
 CONFIG_JSON = "config.json"
 #: Arguments that must not change when a run is resumed.
-RESUME_FIXED = ("data_fingerprint", "arch", "task", "input_size", "channels", "freeze_backbone")
+RESUME_FIXED = ("data_fingerprint", "arch", "task", "input_size", "channels", "normalization", "gray", "interpolation",
+                "freeze_backbone")
 
 
 @dataclass
@@ -54,7 +55,10 @@ class TrainConfig:
     augment: bool = True
     class_weights: bool = False  # ablation: inverse-frequency class weights in the training loss
     max_train_patients: int | None = None  # learning curve: the first N training patients
-    image_size: int | None = None  # None: 224 (299 for inception_v3)
+    image_size: int | list[int] | str | None = None  # 224, [rows, columns] or "224x288"; None: 224 (299 for inception_v3)
+    normalization: str = "dataset"  # "dataset": the training images' mean/std; "per_image": each image standardised
+    gray: str = "luma"  # how colour images become gray: "luma" (OpenCV) or "mean" (of the channels)
+    interpolation: str = "area"  # resizing: "area" (INTER_AREA when shrinking) or "linear" (always bilinear)
     epochs: int = 15
     patience: int = 5  # early stopping: epochs without a better validation loss
     batch_size: int = 32
@@ -72,13 +76,18 @@ class TrainConfig:
     progress: bool | None = None  # progress bars (None: when stderr is a terminal)
 
     def validate(self) -> None:
+        if self.image_size is not None:
+            self.image_size = parse_input_size(self.image_size, "--image-size")
         problems = [
             (self.epochs < 1, "--epochs must be >= 1"),
             (self.batch_size < 1, "--batch-size must be >= 1"),
             (self.lr <= 0, "--lr must be > 0"),
             (self.workers < 0, "--workers must be >= 0"),
             (self.patience < 1, "--patience must be >= 1"),
-            (self.image_size is not None and self.image_size < 16, "--image-size must be >= 16"),
+            (self.image_size is not None and min(self.image_size if isinstance(self.image_size, list) else [self.image_size]) < 16, "--image-size must be >= 16 (each side)"),
+            (self.normalization not in NORMALIZATIONS, f"--normalization must be one of {', '.join(NORMALIZATIONS)}"),
+            (self.gray not in GRAY_MODES, f"--gray must be one of {', '.join(GRAY_MODES)}"),
+            (self.interpolation not in INTERPOLATIONS, f"--interpolation must be one of {', '.join(INTERPOLATIONS)}"),
             (self.max_per_split is not None and self.max_per_split < 2, "--max-per-split must be >= 2"),
             (self.max_train_patients is not None and self.max_train_patients < 1, "--max-train-patients must be >= 1"),
             (self.bn_batches < 0, "--bn-batches must be >= 0"),
@@ -323,6 +332,7 @@ def _check_resume(ckpt: dict, info: ModelInfo, fixed: dict, run_dir: Path) -> No
     before = {
         "data_fingerprint": info.dataset_fingerprint, "arch": info.arch, "task": info.task,
         "input_size": info.input_size, "channels": info.channels,
+        "normalization": info.normalization, "gray": info.gray, "interpolation": info.interpolation,
         "freeze_backbone": bool(info.extra.get("args", {}).get("freeze_backbone", False)),
     }
     changed = [f"{k}: {before[k]!r} -> {fixed[k]!r}" for k in RESUME_FIXED if before[k] != fixed[k]]
@@ -379,12 +389,13 @@ def train(config: TrainConfig) -> Path:
             ckpt, old_info = read_checkpoint(last_path)
             _check_resume(ckpt, old_info, {
                 "data_fingerprint": data_fp, "arch": arch, "task": config.task, "input_size": input_size,
-                "channels": 1, "freeze_backbone": config.freeze_backbone,
+                "channels": 1, "normalization": config.normalization, "gray": config.gray,
+                "interpolation": config.interpolation, "freeze_backbone": config.freeze_backbone,
             }, run_dir)
             resumed = (ckpt, old_info)
 
-        train_cache = ImageCache(train_cache_size(input_size, augment))
-        val_cache = ImageCache(input_size)
+        train_cache = ImageCache(train_cache_size(input_size, augment), config.gray, config.interpolation)
+        val_cache = ImageCache(input_size, config.gray, config.interpolation)
         if config.cache:
             threads = max(1, min(8, os.cpu_count() or 1))
             train_cache.fill([s.path for s in train_s], threads, show, "decode train")
@@ -395,6 +406,7 @@ def train(config: TrainConfig) -> Path:
             mean, std = normalization_from_mean(pixel_mean([s.path for s in train_s], train_cache))
         info = ModelInfo(
             task=config.task, labels=labels, arch=arch, input_size=input_size, mean=mean, std=std,
+            normalization=config.normalization, gray=config.gray, interpolation=config.interpolation,
             dataset_fingerprint=data_fp, code_version=code_version(),
             extra={"args": {**asdict(config), "arch": arch, "image_size": input_size},
                    "train_images": len(train_s), "val_images": len(val_s)},
@@ -450,8 +462,8 @@ def train(config: TrainConfig) -> Path:
             _say(d, f"resuming {run_dir} after epoch {start_epoch - 1} (best val loss {best_loss:.4f} at epoch {best_epoch})")
         if d.main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write_text(run_dir / CONFIG_JSON, json.dumps(asdict(info), indent=2))
-            _say(d, f"training {arch} on {len(train_s)} images ({len(val_s)} for validation), {input_size} px, "
+            _atomic_write_text(run_dir / CONFIG_JSON, json.dumps(info.to_dict(), indent=2))
+            _say(d, f"training {arch} on {len(train_s)} images ({len(val_s)} for validation), {size_text(input_size)} px, "
                     f"task {config.task}, device {device}" + (f" x {d.world} processes" if d.enabled else "")
                     + f"; mean {mean:.2f}, std {std:.2f}")
 

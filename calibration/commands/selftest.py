@@ -104,7 +104,7 @@ def make_selftest_onnx(path: Path, input_size: int = 64, seed: int = 0) -> Path:
             hint="pip install onnx, or give your model with --onnx model.onnx",
         ) from None
     from edge.labels import PLANES
-    from edge.modelinfo import METADATA_KEY, ModelInfo
+    from edge.modelinfo import ModelInfo, set_onnx_model_info
 
     rng = np.random.default_rng(seed)
     c1, c2, k = 8, 16, len(PLANES)
@@ -135,7 +135,7 @@ def make_selftest_onnx(path: Path, input_size: int = 64, seed: int = 0) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     info = ModelInfo(task="planes", labels=list(PLANES), arch="selftest-net", input_size=input_size, mean=127.5, std=127.5)
-    helper.set_model_props(model, {METADATA_KEY: info.to_json()})
+    set_onnx_model_info(model, info)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
@@ -213,15 +213,9 @@ def _quantize(quantize_static, src, dst, reader, QuantFormat, QuantType) -> None
 
 
 def _copy_metadata(src: Path, dst: Path) -> None:
-    import onnx
+    from edge.modelinfo import copy_onnx_info
 
-    from edge.modelinfo import METADATA_KEY
-
-    meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
-    model = onnx.load(str(dst))
-    if METADATA_KEY in meta and not any(p.key == METADATA_KEY for p in model.metadata_props):
-        onnx.helper.set_model_props(model, {METADATA_KEY: meta[METADATA_KEY]})
-        onnx.save(model, str(dst))
+    copy_onnx_info(src, dst)
 
 
 # --- checks ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from edge.modelinfo import ModelInfo
-from edge.preprocess import preprocess_batch, to_probabilities
+from edge.preprocess import prepare_batch, to_probabilities
 
 
 class Runner(ABC):
@@ -58,7 +58,7 @@ class Runner(ABC):
 
     def predict(self, images: list[np.ndarray]) -> np.ndarray:
         """Images (gray/BGR/BGRA, any size) -> probabilities (N, num_classes)."""
-        return to_probabilities(self.infer(preprocess_batch(images, self.info)), self.info)
+        return to_probabilities(self.infer(prepare_batch(images, self.info)), self.info)
 
     # --- to implement ------------------------------------------------------
     @abstractmethod

@@ -128,7 +128,7 @@ def _read(path: Path) -> tuple[np.ndarray, str]:
 
 def classify_files(files: Sequence[Path], runner: Any, batch: int = 16) -> ClassifyResult:
     """Classify images with an activated runner -> rows sorted by exam, then file name."""
-    from edge.preprocess import preprocess, to_probabilities
+    from edge.preprocess import prepare, to_probabilities
 
     if any(p.suffix.lower() in DICOM_SUFFIXES for p in files):
         _pydicom()  # fail early and clearly, before hours of work
@@ -163,7 +163,7 @@ def classify_files(files: Sequence[Path], runner: Any, batch: int = 16) -> Class
         try:
             image, row["exam"] = _read(path)
             row["height"], row["width"] = image.shape[:2]
-            pending.append((row, preprocess(image, info)))
+            pending.append((row, prepare(image, info)))
         except FetalPlanesError as exc:
             row["exam"] = exam_from_name(path)
             row["error"] = exc.message

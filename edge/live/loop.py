@@ -249,7 +249,7 @@ def prepare_frame(image: Any, tracker: Any, info: Any, make_tensor: bool = False
     ``error`` (the loop counts both). ``make_tensor`` also makes the input tensor (the pipeline
     does, so the loop's thread only infers).
     """
-    from edge.preprocess import normalize, resize_gray, to_gray
+    from edge.preprocess import model_gray, model_resize, normalize
 
     perf = time.perf_counter
     t0 = perf()
@@ -262,8 +262,8 @@ def prepare_frame(image: Any, tracker: Any, info: Any, make_tensor: bool = False
         if crop.size == 0 or min(crop.shape[:2]) < 2:
             return Prepared(image=image, box=box, skip="roi outside frame")
         t1 = perf()
-        gray = to_gray(crop)
-        small = resize_gray(gray, info)
+        gray = model_gray(crop, info)  # edge.preprocess.prepare's steps, keeping the resized image
+        small = model_resize(gray, info)
         thumb = freeze_thumbnail(small, gray)
         x = normalize(small, info) if make_tensor else None
         t2 = perf()

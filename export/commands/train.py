@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from edge.cli import add_command
+from edge.errors import FetalPlanesError
 from edge.labels import TASKS
+from edge.modelinfo import GRAY_MODES, INTERPOLATIONS, NORMALIZATIONS, parse_input_size
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,6 +23,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not >= 1")
     return value
+
+
+def _image_size(text: str) -> int | list[int]:
+    try:
+        return parse_input_size(text, "--image-size")
+    except FetalPlanesError as exc:
+        raise argparse.ArgumentTypeError(f"{exc.message} ({exc.hint})") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,7 +63,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
     p.add_argument("--max-train-patients", type=_positive_int, default=None,
                    help="use only the first N training patients (learning curves)")
-    p.add_argument("--image-size", type=int, default=None, help="input size in px (default 224, 299 for inception_v3)")
+    p.add_argument("--image-size", type=_image_size, default=None, metavar="PX|ROWSxCOLS",
+                   help="input size in px: 224 (square) or ROWSxCOLUMNS, e.g. 224x288 (default 224, 299 for inception_v3)")
+    p.add_argument("--normalization", choices=NORMALIZATIONS, default="dataset",
+                   help="dataset (default): the training images' mean/std; per_image: each image standardised")
+    p.add_argument("--gray", choices=GRAY_MODES, default="luma",
+                   help="colour images to gray: luma (default, OpenCV) or mean (of the channels)")
+    p.add_argument("--interpolation", choices=INTERPOLATIONS, default="area",
+                   help="resizing: area (default; INTER_AREA when shrinking) or linear (always bilinear)")
     p.add_argument("--epochs", type=_positive_int, default=15, help="maximum number of epochs (default 15)")
     p.add_argument("--patience", type=_positive_int, default=5,
                    help="early stopping: epochs without a better validation loss (default 5)")

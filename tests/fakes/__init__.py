@@ -35,7 +35,6 @@ def hide_tensorrt(monkeypatch):
 
 def build_fake_engine(onnx_path, engine_path, trt, max_batch: int = 4):
     """Serialize an FP32 "engine" with the STAND-IN builder and write its sidecar (independent of calibration/)."""
-    from dataclasses import asdict
     from pathlib import Path
 
     from edge.backends.engine_sidecar import EngineSidecar, sha256_file, write_sidecar
@@ -53,7 +52,7 @@ def build_fake_engine(onnx_path, engine_path, trt, max_batch: int = 4):
     config.add_optimization_profile(profile)
     Path(engine_path).write_bytes(builder.build_serialized_network(network, config))
     sidecar = EngineSidecar(
-        model_info=asdict(info),
+        model_info=info.to_dict(),
         precision="fp32",
         mode="fp32",
         tensorrt_version=trt.__version__,
