@@ -7,18 +7,22 @@ from pathlib import Path
 import numpy as np
 
 
-def make_tiny_onnx(path: Path, task: str = "planes", input_size: int = 32, seed: int = 0) -> Path:
+def make_tiny_onnx(path: Path, task: str = "planes", input_size: int | tuple[int, int] = 32, seed: int = 0,
+                   **info_fields) -> Path:
     """A small but real ONNX classifier (conv -> relu -> global pool -> gemm) with fetalplanes metadata.
 
-    Its weights are random (seeded): it exercises runtimes, not accuracy.
+    Its weights are random (seeded): it exercises runtimes, not accuracy. ``input_size``: an int (square)
+    or (height, width); ``info_fields`` override the ModelInfo's fields (e.g. labels, label_map,
+    normalization).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from edge.labels import labels_for
-    from edge.modelinfo import METADATA_KEY, ModelInfo
+    from edge.modelinfo import ModelInfo, set_onnx_model_info
 
-    labels = list(labels_for(task))
+    labels = list(info_fields.pop("labels", labels_for(task)))
+    ih, iw = (input_size, input_size) if isinstance(input_size, int) else input_size
     rng = np.random.default_rng(seed)
     w = rng.normal(0, 0.5, (8, 1, 3, 3)).astype(np.float32)
     b = np.zeros(8, np.float32)
@@ -34,14 +38,15 @@ def make_tiny_onnx(path: Path, task: str = "planes", input_size: int = 32, seed:
     graph = helper.make_graph(
         nodes,
         "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, input_size, input_size])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, ih, iw])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", len(labels)])],
         [numpy_helper.from_array(a, n) for a, n in ((w, "w"), (b, "b"), (fc, "fc"), (fcb, "fcb"))],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    info = ModelInfo(task=task, labels=labels, arch="tiny-test-net", input_size=input_size, mean=127.5, std=127.5)
-    helper.set_model_props(model, {METADATA_KEY: info.to_json()})
+    fields = dict(task=task, labels=labels, arch="tiny-test-net", input_size=[ih, iw], mean=127.5, std=127.5)
+    info = ModelInfo(**{**fields, **info_fields})
+    set_onnx_model_info(model, info)
     onnx.checker.check_model(model, full_check=True)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
