@@ -211,7 +211,9 @@ class ModelInfo:
         Each task label gets the sum of the probabilities of the native labels mapped to it; without a
         label map the input is returned unchanged.
         """
-        probs = np.asarray(probs, dtype=np.float32)
+        probs = np.asarray(probs)
+        if not np.issubdtype(probs.dtype, np.floating):
+            probs = probs.astype(np.float32)
         if probs.shape[-1] != self.num_classes:
             raise FetalPlanesError(
                 f"probabilities have {probs.shape[-1]} columns, the model has {self.num_classes} labels",
@@ -219,7 +221,7 @@ class ModelInfo:
             )
         if not self.label_map:
             return probs
-        return probs @ self.mapping_matrix()
+        return probs @ self.mapping_matrix().astype(probs.dtype)
 
     # --- the dict form (checkpoint, sidecar) and JSON (ONNX metadata) -------------------------
     def required_schema(self) -> int:

@@ -66,6 +66,7 @@ class EvaluationResult:
     predictions: list[Prediction]
     seconds: float  # wall time of loading, preprocessing and inference
     skipped_images: list[str] = field(default_factory=list)
+    unmapped_labels: list[str] = field(default_factory=list)  # task labels no output of the model maps to
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -95,6 +96,7 @@ class EvaluationResult:
             "seconds": self.seconds,
             "images_per_second": self.images_per_second,
             "skipped_images": list(self.skipped_images),
+            "unmapped_labels": list(self.unmapped_labels),
         }
         if with_predictions:
             out["predictions"] = [dataclasses.asdict(p) for p in self.predictions]
@@ -141,7 +143,8 @@ def check_model_matches_task(info: ModelInfo, source: str, task: str | None = No
     """The task to evaluate; a clear error when the model does not fit the dataset's labels.
 
     ``task`` (optional) is what the user asked for; the model's own task must equal it.
-    The model's labels must be the dataset's labels of that task, in the same order.
+    The model's labels must be the dataset's labels of that task, in the same order, unless the model
+    carries a ``label_map`` onto them (its probabilities are then mapped, ``ModelInfo.map_probabilities``).
     """
     if info.task not in TASKS:
         raise FetalPlanesError(
@@ -156,6 +159,8 @@ def check_model_matches_task(info: ModelInfo, source: str, task: str | None = No
         )
     expected = list(labels_for(info.task))
     got = list(info.labels)
+    if info.label_map:  # validated when read: every native label maps onto one of `expected`
+        return info.task
     if got != expected:
         if sorted(got) == sorted(expected):
             what = f"its labels are the dataset's in another order ({', '.join(got)})"
@@ -220,7 +225,7 @@ def predict_samples(
     bar = _progress(len(samples), progress, f"evaluate {Path(runner.path).name}")
     try:
         for batch in _batches(samples, batch_size):
-            images = [db.load(s.record) for s in batch]
+            images = [db.load(s.record, runner.info.gray) for s in batch]  # colour files: the model's gray
             probs = np.asarray(runner.predict(images), dtype=np.float64)
             if probs.ndim != 2 or probs.shape != (len(batch), runner.info.num_classes):
                 raise FetalPlanesError(
@@ -291,8 +296,11 @@ def evaluate_model(
         if own_runner:
             runner.deactivate()
     seconds = time.perf_counter() - t0
+    info = runner.info
+    probs = info.map_probabilities(probs)  # over the task's labels (unchanged without a label map)
+    labels = info.task_labels
     targets = np.asarray([s.label for s in samples], dtype=np.int64)
-    metrics = classification_metrics(probs, targets, runner.info.labels)
+    metrics = classification_metrics(probs, targets, labels)
     preds = probs.argmax(axis=1)
     predictions = [
         Prediction(
@@ -312,13 +320,14 @@ def evaluate_model(
         data_dir=str(db.root),
         split=split,
         task=model_task,
-        labels=list(runner.info.labels),
+        labels=list(labels),
         runner=runner.describe(),
-        model_info=dataclasses.asdict(runner.info),
+        model_info=info.to_dict(),
         split_config=dataclasses.asdict(config),
         dataset_fingerprint=fingerprint(db, config),
         metrics=metrics,
         predictions=predictions,
         seconds=seconds,
         skipped_images=skipped,
+        unmapped_labels=info.missing_task_labels,
     )

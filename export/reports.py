@@ -73,6 +73,11 @@ def data_notice(data_dir: str | Path, fingerprint: str, skipped: int = 0, kind: 
             "not comparable with the study, and nothing clinical.")
 
 
+def _size(size: Any) -> str:
+    """224 -> "224", [224, 288] -> "224x288" (rows x columns)."""
+    return "x".join(map(str, size)) if isinstance(size, list) else str(size)
+
+
 def _pct(x: float) -> str:
     return f"{100.0 * x:.1f}"
 
@@ -86,9 +91,12 @@ def metrics_markdown(result: "EvaluationResult", notice: str | None = None) -> s
         notice or data_notice(result.data_dir, result.dataset_fingerprint, len(result.skipped_images)),
         "",
         f"Model: {result.model_path} (arch {result.model_info.get('arch', '?')}, "
-        f"{result.model_info.get('input_size', '?')} px), run by {result.runner}.",
+        f"{_size(result.model_info.get('input_size', '?'))} px), run by {result.runner}.",
         f"{m.n} images" + (f" ({len(result.skipped_images)} missing images skipped)" if result.skipped_images else "")
         + f", {result.images_per_second:.1f} images/s.",
+        *([f"The model's own labels are mapped onto the task's; no output maps to "
+           f"{', '.join(result.unmapped_labels)} (always predicted with probability 0)."]
+          if getattr(result, "unmapped_labels", None) else []),
         "",
         "| images | top-1 error (%) | top-3 error (%) | class accuracy (%) mean ± std | macro-F1 | ECE |",
         "|---:|---:|---:|---:|---:|---:|",

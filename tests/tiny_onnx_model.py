@@ -6,6 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
+#: SonoNet-16's outputs and their map onto FETAL_PLANES_DB's planes (../shared/models/sononet/README.md)
+SONONET = ["3VV", "4CH", "Abdominal", "Background", "Brain (Cb.)", "Brain (Tv.)", "Femur", "Kidneys", "Lips",
+           "LVOT", "Profile", "RVOT", "Spine (cor.)", "Spine (sag.)"]
+SONONET_MAP = {
+    "3VV": "Fetal thorax", "4CH": "Fetal thorax", "LVOT": "Fetal thorax", "RVOT": "Fetal thorax",
+    "Abdominal": "Fetal abdomen", "Brain (Cb.)": "Fetal brain", "Brain (Tv.)": "Fetal brain", "Femur": "Fetal femur",
+    "Background": "Other", "Kidneys": "Other", "Lips": "Other", "Profile": "Other", "Spine (cor.)": "Other",
+    "Spine (sag.)": "Other",
+}
+
 
 def make_tiny_onnx(path: Path, task: str = "planes", input_size: int | tuple[int, int] = 32, seed: int = 0,
                    **info_fields) -> Path:

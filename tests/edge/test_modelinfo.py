@@ -17,16 +17,7 @@ from edge.modelinfo import (
     CHECKPOINT_KEY, METADATA_KEY, ModelInfo, copy_onnx_info, info_from_checkpoint, info_from_onnx_model,
     parse_input_size, read_onnx_metadata, set_onnx_model_info, write_onnx_info,
 )
-
-#: SonoNet-16's outputs and their map onto FETAL_PLANES_DB's planes (../shared/models/sononet/README.md)
-SONONET = ["3VV", "4CH", "Abdominal", "Background", "Brain (Cb.)", "Brain (Tv.)", "Femur", "Kidneys", "Lips",
-           "LVOT", "Profile", "RVOT", "Spine (cor.)", "Spine (sag.)"]
-SONONET_MAP = {
-    "3VV": "Fetal thorax", "4CH": "Fetal thorax", "LVOT": "Fetal thorax", "RVOT": "Fetal thorax",
-    "Abdominal": "Fetal abdomen", "Brain (Cb.)": "Fetal brain", "Brain (Tv.)": "Fetal brain", "Femur": "Fetal femur",
-    "Background": "Other", "Kidneys": "Other", "Lips": "Other", "Profile": "Other", "Spine (cor.)": "Other",
-    "Spine (sag.)": "Other",
-}
+from tiny_onnx_model import SONONET, SONONET_MAP
 
 
 def schema1() -> ModelInfo:
