@@ -47,7 +47,7 @@ def report_paths(job: CompareJob) -> tuple[Path, Path]:
 
 
 def _check_compatible(ref_info, cand_info, job: CompareJob) -> None:
-    if ref_info.task != cand_info.task or list(ref_info.labels) != list(cand_info.labels):
+    if (ref_info.task, list(ref_info.labels), ref_info.label_map) != (cand_info.task, list(cand_info.labels), cand_info.label_map):
         raise FetalPlanesError(
             f"{job.candidate}: its task/labels ({cand_info.task}: {', '.join(cand_info.labels)}) differ from the "
             f"reference {job.reference} ({ref_info.task}: {', '.join(ref_info.labels)})",
@@ -72,7 +72,9 @@ def compare_models(job: CompareJob) -> dict[str, Any]:
     same_pre = preprocessing_key(ref_info) == preprocessing_key(cand_info)
     x_cand = data.x if same_pre else load_split(db, cand_info, job.split, job.max_images, job.seed).x
     cand_probs = predict_file(job.candidate, x_cand, job.threads)
-    labels = list(ref_info.labels)
+    # scored on the task's labels (a model with a label_map: its probabilities summed per task label)
+    ref_probs, cand_probs = ref_info.map_probabilities(ref_probs), cand_info.map_probabilities(cand_probs)
+    labels = ref_info.task_labels
     m_ref = classification_metrics(ref_probs, data.targets, labels)
     m_cand = classification_metrics(cand_probs, data.targets, labels)
 
