@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.deployability import MAX_DROP_POINTS, MIN_AGREEMENT, Gate, judge
+from edge.deployability import MAX_DROP_POINTS, MIN_AGREEMENT, Evidence, Gate, Verdict, judge
 from edge.errors import FetalPlanesError
 
 
@@ -57,9 +57,18 @@ def _check_compatible(ref_info, cand_info, job: CompareJob) -> None:
         )
 
 
+def judge_outputs(ref_probs: np.ndarray, cand_probs: np.ndarray, targets: np.ndarray | None, gate: Gate,
+                  where: str = "") -> tuple[Evidence, Verdict]:
+    """compare's verdict on two models' outputs: the counts (agreement, top-1 on ``targets``) and the one rule."""
+    from calibration.compare_outputs import gate_evidence
+
+    evidence = gate_evidence(ref_probs, cand_probs, targets, where)
+    return evidence, judge(evidence, gate)
+
+
 def compare_models(job: CompareJob) -> dict[str, Any]:
     """Run both models on the split; return the report (and write it as JSON and markdown)."""
-    from calibration.compare_outputs import compare_outputs, gate_evidence
+    from calibration.compare_outputs import compare_outputs
     from calibration.evaluation import load_split, predict_file, preprocessing_key
     from edge.backends import read_model_info
     from fetaldata import FetalPlanesDB
@@ -82,8 +91,8 @@ def compare_models(job: CompareJob) -> dict[str, Any]:
 
     ref_pred, cand_pred = ref_probs.argmax(1), cand_probs.argmax(1)
     outputs = compare_outputs(ref_probs, cand_probs, top_k=(1, 3))
-    evidence = gate_evidence(ref_probs, cand_probs, data.targets, f"{len(data.samples)} {job.split}-split images")
-    verdict = judge(evidence, gate)
+    evidence, verdict = judge_outputs(ref_probs, cand_probs, data.targets, gate,
+                                      f"{len(data.samples)} {job.split}-split images")
     changed_idx = np.flatnonzero(ref_pred != cand_pred)
     changed = [
         {

@@ -17,7 +17,7 @@ runs the models counts (``calibration.compare_outputs.gate_evidence``) and calls
 
 **The tolerance**: the point estimate, with the one-image resolution on the drop only. The Wilson 95 %
 interval of the agreement is reported beside it (:meth:`Evidence.agreement_interval`: how far the figure
-can be trusted), but does not gate: asking its lower bound to reach 0.99 needs at least 380 images without
+can be trusted), but does not gate: asking its lower bound to reach 0.99 needs at least 381 images without
 a single flip and would reject nearly every INT8 file; its upper bound would pass 98.7 % on a few hundred
 images, the file issue 12 saw deployed. A tiny set therefore allows no flip at all (0 of fewer than 100
 images at 0.99), which errs on the side of not deploying.
