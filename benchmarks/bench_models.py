@@ -7,9 +7,10 @@
 Default models are trained from scratch on a phantom at 224 px, single channel (a few epochs: see
 Recipe), exported to ONNX and quantized with `fetalplanes quantize`'s own flow (run_quantize: accuracy
 checked on the validation patients, sensitive layers kept in float) for uint8 and int8 activations,
-once, into the work folder. An INT8 variant counts as deployable only when its accuracy holds against
-FP32 (quantize's verdict and argmax agreement >= 0.99 on the held-out test patients); the targets use
-deployable variants only. Results: benchmarks/results/models.{json,md,png}.
+once, into the work folder. An INT8 variant counts as deployable only when the one deployability rule
+(edge/deployability.py) accepts it: on quantize's check images (its report's counts) and on the held-out
+test patients (argmax agreement >= 0.99, top-1 drop <= 1 point); the targets use deployable variants only.
+Results: benchmarks/results/models.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class ModelFiles:
     checkpoint: Path | None = None
     int8: dict[str, Path] = field(default_factory=dict)  # {"uint8 act.": path, "int8 act.": path}
     data: Path | None = None  # dataset whose TEST patients give the held-out agreement images (None: not checked)
-    #: {label: run_quantize's validation verdict (accuracy_holds)} for each INT8 variant, when known
-    quantize_holds: dict[str, bool] = field(default_factory=dict)
+    #: {label: quantize's verdict (edge.deployability.Verdict, or a bool)} for each INT8 variant, when known
+    quantize_holds: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)  # how it was trained (stated in the results)
 
 
@@ -108,8 +109,6 @@ def prepare_model(arch: str, work: Path = WORK, recipe: Recipe | None = None,
     """Train (see :func:`train_model`), export, and quantize with ``fetalplanes quantize``'s own flow
     (:func:`calibration.quantize_workflow.run_quantize`: calibration on training patients, accuracy checked on
     the validation patients, sensitive layers kept in float) for both activation flavours; cached in ``work``."""
-    import json
-
     from calibration.quantize_ort import QuantizeConfig
     from calibration.quantize_workflow import QuantizeJob, report_paths, run_quantize
     from export.onnx_export import export_onnx
@@ -135,7 +134,7 @@ def prepare_model(arch: str, work: Path = WORK, recipe: Recipe | None = None,
                                      calib_size=recipe.calib_size, agreement_images=recipe.check_images,
                                      sensitivity_images=recipe.check_images, speed_seconds=0.05, speed_rounds=1),
                          lambda m: log(f"    {m}"))
-        files.quantize_holds[label] = bool(json.loads(report.read_text())["accuracy_holds"])
+        files.quantize_holds[label] = quantize_verdict(path)
     return files
 
 
@@ -145,7 +144,8 @@ def heldout_images(m: ModelFiles, info, max_images: int | None = None):
         return None
     from calibration.evaluation import load_split
 
-    return load_split(m.data, info, "test", max_images=max_images).x
+    split = load_split(m.data, info, "test", max_images=max_images)
+    return split.x, split.targets
 
 
 def run_bench(models: list[ModelFiles], batches=(1, 8), threads: int = 2, seconds: float = 1.0, rounds: int = 3,
@@ -154,8 +154,8 @@ def run_bench(models: list[ModelFiles], batches=(1, 8), threads: int = 2, second
     """Measure every model; returns the JSON-ready result with the machine stamp and target checks.
 
     An INT8 variant counts as deployable only if its accuracy holds against FP32
-    (:func:`calibration.speed.judge_deployable`): quantize's validation verdict and/or argmax agreement
-    >= ``min_agreement`` on the held-out test-patient images of ``ModelFiles.data``.
+    (:func:`calibration.speed.judge_deployable`, the rule of :mod:`edge.deployability`): quantize's verdict
+    and/or the held-out test-patient images of ``ModelFiles.data`` (agreement >= ``min_agreement``, top-1 drop).
     """
     from edge.backends import read_model_info
     from export.onnx_export import phantom_inputs
@@ -170,8 +170,9 @@ def run_bench(models: list[ModelFiles], batches=(1, 8), threads: int = 2, second
         info = read_model_info(m.fp32)
         x = phantom_inputs(info, 8, seed=0)
         log(f"{m.name}: {info.input_size} px, {info.channels} channel(s)")
+        held_x, held_y = heldout_images(m, info, heldout_max) or (None, None)
         r = speed.measure_model(m.name, m.checkpoint, m.fp32, m.int8, x, batches, threads, seconds, rounds, log=log,
-                                torch_runner=TorchRunner, heldout=heldout_images(m, info, heldout_max),
+                                torch_runner=TorchRunner, heldout=held_x, heldout_targets=held_y,
                                 quantize_holds=m.quantize_holds, min_agreement=min_agreement)
         r["input_size"] = info.input_size
         if m.recipe:
@@ -215,9 +216,10 @@ def markdown(result: dict[str, Any]) -> str:
     for m in result["models"]:
         lines += common.models_markdown_table(m) + [""]
     lines += ["## Deployable variants per model", "",
-              "A variant is deployable only when its accuracy holds against FP32: an INT8 file needs `fetalplanes quantize`'s "
-              "verdict on the validation patients (not failed) and argmax agreement with ORT FP32 >= "
-              f"{result.get('min_agreement', 0.99)} on the held-out test-patient images; PyTorch eager is the baseline. "
+              "A variant is deployable only when the deployability rule (edge/deployability.py) accepts it: an INT8 file "
+              "needs `fetalplanes quantize`'s verdict on its check images (not failed) and, on the held-out "
+              f"test-patient images, argmax agreement with ORT FP32 >= {result.get('min_agreement', 0.99)} and a top-1 "
+              "drop of at most 1 point (never less than one image); PyTorch eager is the baseline. "
               "Only deployable variants enter the targets below.", "",
               "| model | trained | deployable (batch 1 Hz) | not deployable (why) |", "|---|---|---|---|"]
     for m in result["models"]:
@@ -270,17 +272,23 @@ def write_results(result: dict[str, Any], out_dir: Path, stem: str = "models") -
     return common.write_results(result, out_dir, stem, markdown, plot)
 
 
-def quantize_verdicts(int8_files: list[Path]) -> dict[str, bool]:
-    """{file stem: accuracy_holds} from the ``.quantize.json`` reports `fetalplanes quantize` left beside the files."""
-    import json
+def quantize_verdict(int8_file: Path):
+    """The deployability rule's verdict on ``int8_file`` from the quantize report beside it (None: no report)."""
+    from edge.quantize_report import QuantizeReport, report_paths
 
-    from calibration.quantize_workflow import report_paths
+    report = report_paths(int8_file)[0]
+    if not report.is_file():
+        return None
+    return QuantizeReport.read(report).verdict_for(int8_file)
 
+
+def quantize_verdicts(int8_files: list[Path]) -> dict[str, Any]:
+    """{file stem: verdict} from the ``.quantize.json`` reports `fetalplanes quantize` left beside the files."""
     out = {}
     for p in int8_files:
-        report = report_paths(p)[0]
-        if report.is_file():
-            out[p.stem] = bool(json.loads(report.read_text()).get("accuracy_holds"))
+        v = quantize_verdict(p)
+        if v is not None:
+            out[p.stem] = v
     return out
 
 

@@ -3,9 +3,10 @@
 Typical use: FP32 ONNX (reference) against its INT8 ONNX or a TensorRT engine
 (candidate) on the test patients. Reports top-1/top-3/class accuracy of each,
 the deltas overall and per class, argmax agreement, probability differences and
-the images whose predicted label changed; the candidate fails when its top-1
-drop exceeds ``max_drop`` points (or its agreement falls below
-``min_agreement``, when one is asked for).
+the images whose predicted label changed. The verdict is the one deployability
+rule (:func:`edge.deployability.judge`) on these images: argmax agreement at
+least ``min_agreement`` (0.99) and a top-1 drop of at most ``max_drop`` points
+(never judged finer than one image).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.deployability import MAX_DROP_POINTS, MIN_AGREEMENT, Evidence, Gate, Verdict, judge
 from edge.errors import FetalPlanesError
 
 
@@ -29,8 +31,8 @@ class CompareJob:
     candidate: Path
     data: Path
     split: str = "test"
-    max_drop: float = 1.0  # top-1 points
-    min_agreement: float | None = None
+    max_drop: float = MAX_DROP_POINTS  # top-1 points (never less than one image)
+    min_agreement: float = MIN_AGREEMENT
     out: Path | None = None
     threads: int = 0
     max_images: int | None = None
@@ -55,14 +57,25 @@ def _check_compatible(ref_info, cand_info, job: CompareJob) -> None:
         )
 
 
+def judge_outputs(ref_probs: np.ndarray, cand_probs: np.ndarray, targets: np.ndarray | None, gate: Gate,
+                  where: str = "") -> tuple[Evidence, Verdict]:
+    """compare's verdict on two models' outputs: the counts (agreement, top-1 on ``targets``) and the one rule."""
+    from calibration.compare_outputs import gate_evidence
+
+    evidence = gate_evidence(ref_probs, cand_probs, targets, where)
+    return evidence, judge(evidence, gate)
+
+
 def compare_models(job: CompareJob) -> dict[str, Any]:
     """Run both models on the split; return the report (and write it as JSON and markdown)."""
+    from calibration.compare_outputs import compare_outputs
     from calibration.evaluation import load_split, predict_file, preprocessing_key
     from edge.backends import read_model_info
     from fetaldata import FetalPlanesDB
     from fetaldata.metrics import classification_metrics
 
     t0 = time.perf_counter()
+    gate = Gate(MIN_AGREEMENT if job.min_agreement is None else job.min_agreement, job.max_drop)
     ref_info = read_model_info(job.reference)
     cand_info = read_model_info(job.candidate)
     _check_compatible(ref_info, cand_info, job)
@@ -79,7 +92,9 @@ def compare_models(job: CompareJob) -> dict[str, Any]:
     m_cand = classification_metrics(cand_probs, data.targets, labels)
 
     ref_pred, cand_pred = ref_probs.argmax(1), cand_probs.argmax(1)
-    diff = np.abs(ref_probs - cand_probs)
+    outputs = compare_outputs(ref_probs, cand_probs, top_k=(1, 3))
+    evidence, verdict = judge_outputs(ref_probs, cand_probs, data.targets, gate,
+                                      f"{len(data.samples)} {job.split}-split images")
     changed_idx = np.flatnonzero(ref_pred != cand_pred)
     changed = [
         {
@@ -107,16 +122,8 @@ def compare_models(job: CompareJob) -> dict[str, Any]:
             "candidate_f1": c["f1"],
             "delta_f1": c["f1"] - r["f1"],
         })
-    drop = 100.0 * (m_ref.top1_accuracy - m_cand.top1_accuracy)
-    agreement = float(np.mean(ref_pred == cand_pred))
-    checks = [{
-        "check": "top-1 drop (points)", "value": drop, "limit": job.max_drop, "ok": drop <= job.max_drop + 1e-9,
-    }]
-    if job.min_agreement is not None:
-        checks.append({
-            "check": "argmax agreement", "value": agreement, "limit": job.min_agreement,
-            "ok": agreement >= job.min_agreement - 1e-12,
-        })
+    drop = evidence.drop_points
+    agreement = evidence.agreement
     ref_size, cand_size = Path(job.reference).stat().st_size, Path(job.candidate).stat().st_size
     report: dict[str, Any] = {
         "kind": "fetalplanes-compare-report",
@@ -139,12 +146,16 @@ def compare_models(job: CompareJob) -> dict[str, Any]:
         },
         "top1_drop_points": drop,
         "agreement": agreement,
-        "prob_abs_diff": {"max": float(diff.max()), "mean": float(diff.mean())},
+        "prob_abs_diff": {"max": outputs.max_abs_diff, "mean": outputs.mean_abs_diff},
+        "top3_agreement": outputs.topk_agreement[3],
         "per_class": per_class,
         "changed": {"count": int(len(changed_idx)), "listed": changed},
         "sizes": {"reference_bytes": ref_size, "candidate_bytes": cand_size, "candidate_over_reference": cand_size / ref_size},
-        "checks": checks,
-        "passed": all(c["ok"] for c in checks),
+        "gate": gate.to_dict(),
+        "evidence": evidence.to_dict(),
+        "checks": [c.to_dict() for c in verdict.checks],
+        "verdict": verdict.to_dict(),
+        "passed": verdict.deployable,
         "seconds": time.perf_counter() - t0,
     }
     json_path, md_path = report_paths(job)
@@ -184,16 +195,17 @@ def report_markdown(r: dict[str, Any]) -> str:
         f"Probability |difference|: max {r['prob_abs_diff']['max']:.4f}, mean {r['prob_abs_diff']['mean']:.5f}. "
         f"Size: candidate {r['sizes']['candidate_over_reference']:.2f} x reference.",
         "",
-        "| check | value | limit | result |",
-        "|---|---|---|---|",
+        "| check | value | limit | result | counts |",
+        "|---|---|---|---|---|",
     ]
     for c in r["checks"]:
-        limit = f"<= {c['limit']}" if "drop" in c["check"] else f">= {c['limit']}"
-        lines.append(f"| {c['check']} | {c['value']:.4f} | {limit} | {'pass' if c['ok'] else 'FAIL'} |")
+        limit = f"<= {c['limit']:.4g}" if "drop" in c["check"] else f">= {c['limit']:.4g}"
+        lines.append(f"| {c['check']} | {c['value']:.4f} | {limit} | {'pass' if c['ok'] else 'FAIL'} | "
+                     f"{c.get('detail', '')} |")
     lines += [
         "",
-        f"**{'PASS' if r['passed'] else 'FAIL'}**: top-1 drop {r['top1_drop_points']:.2f} points "
-        f"(allowed {r['checks'][0]['limit']}), argmax agreement {100 * r['agreement']:.2f} %.",
+        f"**{'PASS' if r['passed'] else 'FAIL'}** (the deployability rule, edge/deployability.py): "
+        f"{r.get('verdict', {}).get('why', '')}.",
         "",
         "## Per class (recall = class accuracy)",
         "",

@@ -13,8 +13,10 @@
    their weights are still stored as int8, or fp16 where int8 weights alone
    cost accuracy, and expanded once at load: no speed cost against FP32).
 4. Batch-1 Hz of FP32 and of each INT8 file on this machine; the file to deploy
-   here is the fastest whose accuracy holds (FP32 always holds).
-5. ``<out stem>.quantize.json`` and ``.md`` beside the output.
+   here is the one :func:`edge.deployability.choose` picks: the fastest the
+   deployability rule accepts (FP32 always), FP32 unless INT8 is clearly faster.
+5. ``<out stem>.quantize.json`` and ``.md`` beside the output
+   (:class:`edge.quantize_report.QuantizeReport`, :func:`edge.quantize_report.report_paths`).
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ from typing import Any, Callable
 import numpy as np
 
 from calibration.quantize_ort import QuantizeConfig
+from edge.deployability import MAX_DROP_POINTS, MIN_AGREEMENT, SPEED_MARGIN, choose
+from edge.quantize_report import JSON_SUFFIX as REPORT_SUFFIX, QuantizeReport, report_paths
 
-REPORT_SUFFIX = ".quantize.json"
-#: INT8 is recommended over FP32 only when at least this much faster (timing noise on shared machines).
-SPEED_MARGIN = 0.05
+__all__ = ["QuantizeJob", "run_quantize", "report_paths", "report_markdown", "REPORT_SUFFIX", "SPEED_MARGIN"]
 
 
 @dataclass
@@ -47,8 +49,8 @@ class QuantizeJob:
     config: QuantizeConfig = field(default_factory=QuantizeConfig)
     calib_size: int = 500
     seed: int = 0
-    max_drop: float = 1.0  # top-1 points on the validation patients
-    min_agreement: float = 0.99
+    max_drop: float = MAX_DROP_POINTS  # top-1 points on the validation patients
+    min_agreement: float = MIN_AGREEMENT
     #: the layer search aims for an expected agreement on new patients with only this fraction of the changed
     #: predictions ``min_agreement`` allows (0.5: half). The check images are few and partly from training
     #: patients (larger margins than new patients): a file that only just met 99 % on them fell below 99 % on
@@ -65,13 +67,6 @@ class QuantizeJob:
     speed_seconds: float = 1.0
     speed_rounds: int = 3
     keep_cache: bool = True
-
-
-def report_paths(out: str | Path) -> tuple[Path, Path]:
-    """``model.int8.onnx`` -> ``model.int8.quantize.json``, ``model.int8.quantize.md``."""
-    out = Path(out)
-    base = out.with_suffix("") if out.suffix.lower() == ".onnx" else out
-    return base.parent / (base.name + REPORT_SUFFIX), base.parent / (base.name + ".quantize.md")
 
 
 def _metrics(probs: np.ndarray, targets: np.ndarray, labels) -> dict[str, Any]:
@@ -211,31 +206,34 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         candidates = [
             {"name": "fp32", "path": str(job.onnx), "precision": "fp32", "holds": True, "val": None},
             {"name": "int8" if not excluded else "int8-mixed", "path": str(final), "precision": "int8",
-             "holds": final_holds.ok, "val": final_holds.to_dict(), "layers_in_float": len(excluded)},
+             "holds": final_holds.ok, "val": final_holds.to_dict(), "layers_in_float": len(excluded),
+             "evidence": final_holds.evidence.to_dict()},
         ]
         if excluded:
             all_path = job.out.with_name(job.out.stem + ".all-int8.onnx")
             shutil.copyfile(all_int8, all_path)
             candidates.append({"name": "int8-all-layers", "path": str(all_path), "precision": "int8",
-                               "holds": holds_all.ok, "val": holds_all.to_dict(), "layers_in_float": 0})
+                               "holds": holds_all.ok, "val": holds_all.to_dict(), "layers_in_float": 0,
+                               "evidence": holds_all.evidence.to_dict()})
         log(f"timing batch 1, {threads} thread(s): {', '.join(c['name'] for c in candidates)}")
         speeds = measure_hz([c["path"] for c in candidates], threads, job.speed_seconds, job.speed_rounds)
         for c, s in zip(candidates, speeds):
             c.update(hz=s.hz, latency_ms_p50=s.latency_ms_p50, size_bytes=Path(c["path"]).stat().st_size)
-        deploy = max((c for c in candidates if c["holds"]), key=lambda c: c["hz"])
         fp32_c = candidates[0]
-        reason = (
-            f"fastest file whose validation accuracy holds (top-1 drop <= {job.max_drop} points, "
-            f"agreement >= {job.min_agreement}) on this machine: {deploy['hz']:.0f} Hz vs FP32 {fp32_c['hz']:.0f} Hz "
-            f"(batch 1, {threads} thread(s))"
-        )
-        if deploy is not fp32_c and deploy["hz"] < fp32_c["hz"] * (1.0 + SPEED_MARGIN):
+        deploy, _ = choose(candidates, lambda c: c["hz"], lambda c: c["holds"], reference=fp32_c, margin=SPEED_MARGIN)
+        fastest = max((c for c in candidates if c["holds"]), key=lambda c: c["hz"])
+        if deploy is fp32_c and fastest is not fp32_c:
             reason = (
-                f"INT8 ({deploy['hz']:.0f} Hz) is not at least {100 * SPEED_MARGIN:.0f} % faster than FP32 "
+                f"INT8 ({fastest['hz']:.0f} Hz) is not at least {100 * SPEED_MARGIN:.0f} % faster than FP32 "
                 f"({fp32_c['hz']:.0f} Hz) on this machine (batch 1, {threads} thread(s)): within timing noise, "
                 "FP32 carries no quantization risk"
             )
-            deploy = fp32_c
+        else:
+            reason = (
+                f"fastest file whose validation accuracy holds (top-1 drop <= {job.max_drop} points, "
+                f"agreement >= {job.min_agreement}) on this machine: {deploy['hz']:.0f} Hz vs FP32 "
+                f"{fp32_c['hz']:.0f} Hz (batch 1, {threads} thread(s))"
+            )
         if not final_holds.ok:
             reason += "; the INT8 file's accuracy does NOT hold"
         cache_kept = None
@@ -253,6 +251,7 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
             "task": info.task,
             "labels": list(info.labels),
             "settings": {**config.describe(), "max_drop_points": job.max_drop, "min_agreement": job.min_agreement},
+            "gate": {"min_agreement": job.min_agreement, "max_drop_points": job.max_drop},
             "calibration": {
                 "images": len(calib_samples),
                 "split": "train",
@@ -316,7 +315,9 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
             },
             "seconds": time.perf_counter() - t_start,
         }
-        json_path.write_text(json.dumps(report, indent=2, default=float))
+        record = QuantizeReport.from_dict(json.loads(json.dumps(report, default=float)), str(json_path))
+        record.write(json_path)
+        report = record.to_dict()
         md_path.write_text(report_markdown(report))
         return report
     finally:

@@ -14,14 +14,16 @@ As Polygraphy's ``debug precision``, but with ONNX Runtime Q/DQ models:
    activation-only op kept in float costs no bytes), and leaves it in INT8
    when the accuracy still holds.
 
-What "holds" means (:func:`judge`): the top-1 drop on the labelled images
-(the validation patients) within ``max_drop`` points, where a drop smaller
-than one image is not resolvable (the allowed drop is at least one image,
-``resolution_points``), and the argmax agreement with FP32 at least
+What "holds" means (:func:`judge`): the one deployability rule,
+:func:`edge.deployability.judge`, on the check images: the top-1 drop on the
+labelled images (the validation patients) within ``max_drop`` points, where a
+drop smaller than one image is not resolvable (the allowed drop is at least
+one image, ``resolution_points``), and the argmax agreement with FP32 at least
 ``min_agreement`` over ALL check images: the validation images plus, label
 free, training-patient images that calibration did not use. Agreement needs
 no labels, and on 96 validation images 99 % would mean "not one flip", a
-test that says little about a 900-image test split.
+test that says little about a 900-image test split. The layer search may ask
+more (``min_expected``, :func:`expected_agreement`); the verdict is the rule's.
 
 Quantization re-uses the cached calibration ranges, so no step re-calibrates.
 """
@@ -35,6 +37,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from edge.deployability import Evidence, Gate, Verdict
+from edge.deployability import judge as gate_judge
+from calibration.compare_outputs import compare_outputs, gate_evidence
 from calibration.evaluation import predict_file
 from calibration.quantize_ort import QuantizeConfig, node_op_types, node_weight_bytes, quantize_with_ranges
 
@@ -77,34 +82,46 @@ class Holds:
     kl: float = 0.0  # mean KL(p_fp32 || p_int8) over all check images
     expected_agreement: float = 1.0  # agreement to expect on new patients (:func:`expected_agreement`)
     min_expected: float | None = None  # when set, ``ok`` also needs expected_agreement >= this
+    evidence: Evidence | None = None  # the counts the figures above come from
+
+    @property
+    def gate(self) -> Gate:
+        return Gate(self.min_agreement, self.max_drop_points)
+
+    @property
+    def verdict(self) -> Verdict:
+        """The deployability rule's verdict (:func:`edge.deployability.judge`) on these images."""
+        return gate_judge(self.evidence, self.gate)
 
     @property
     def drop_points(self) -> float:
-        return 100.0 * (self.top1_fp32 - self.top1_int8)
+        return self.evidence.drop_points
 
     @property
     def resolution_points(self) -> float:
         """One labelled image, in points: a smaller drop cannot be measured on these images."""
-        return 100.0 / self.labelled_images if self.labelled_images else 0.0
+        return self.gate.resolution_points(self.labelled_images)
 
     @property
     def allowed_drop_points(self) -> float:
         """``max_drop_points``, but never below the resolution (one image lost is within noise)."""
-        return max(self.max_drop_points, self.resolution_points) if self.max_drop_points >= 0 else self.max_drop_points
+        return self.gate.allowed_drop_points(self.labelled_images)
 
     @property
     def flips(self) -> int:
-        return int(round((1.0 - self.agreement) * self.agreement_images))
+        return self.evidence.flips
 
     @property
     def ok(self) -> bool:
-        return (self.drop_points <= self.allowed_drop_points + 1e-9 and self.agreement >= self.min_agreement - 1e-12
-                and (self.min_expected is None or self.expected_agreement >= self.min_expected - 1e-12))
+        return self.verdict.deployable and (self.min_expected is None
+                                            or self.expected_agreement >= self.min_expected - 1e-12)
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["evidence"] = self.evidence.to_dict()
         d.update(drop_points=self.drop_points, resolution_points=self.resolution_points,
-                 allowed_drop_points=self.allowed_drop_points, flips=self.flips, ok=self.ok)
+                 allowed_drop_points=self.allowed_drop_points, flips=self.flips, ok=self.ok,
+                 verdict=self.verdict.to_dict())
         return d
 
 
@@ -167,14 +184,12 @@ def judge(ref_probs: np.ndarray, probs: np.ndarray, targets: np.ndarray, max_dro
     ``min_expected``: also require :func:`expected_agreement` (margins of the
     labelled rows) at least this high.
     """
-    ref_pred, pred = ref_probs.argmax(1), probs.argmax(1)
-    n = len(targets)
-    if n > len(ref_probs):
-        raise ValueError(f"{n} targets for {len(ref_probs)} images")
+    ev = gate_evidence(ref_probs, probs, targets, "the check images")
+    n = ev.labelled
     return Holds(
-        top1_fp32=float(np.mean(ref_pred[:n] == targets)) if n else 0.0,
-        top1_int8=float(np.mean(pred[:n] == targets)) if n else 0.0,
-        agreement=float(np.mean(ref_pred == pred)),
+        top1_fp32=ev.reference_correct / n if n else 0.0,
+        top1_int8=ev.candidate_correct / n if n else 0.0,
+        agreement=ev.agreement,
         max_drop_points=max_drop,
         min_agreement=min_agreement,
         labelled_images=n,
@@ -182,6 +197,7 @@ def judge(ref_probs: np.ndarray, probs: np.ndarray, targets: np.ndarray, max_dro
         kl=float(kl_divergence(ref_probs, probs).mean()),
         expected_agreement=expected_agreement(ref_probs, probs, n),
         min_expected=min_expected,
+        evidence=ev,
     )
 
 
@@ -204,14 +220,14 @@ def layer_sensitivity(
             path = Path(tmp) / f"only_{i}.onnx"
             quantize_with_ranges(prepared, path, cache_path, config, nodes_to_quantize=[node], metadata=False)
             probs = _predict_plain(path, x, threads)
-            diff = np.abs(probs - ref_probs)
+            c = compare_outputs(ref_probs, probs)
             results.append(
                 LayerSensitivity(
                     node=node,
                     op_type=ops.get(node, "?"),
-                    agreement=float(np.mean(probs.argmax(1) == ref_probs.argmax(1))),
-                    mean_abs_prob_diff=float(diff.mean()),
-                    max_abs_prob_diff=float(diff.max()),
+                    agreement=c.argmax_agreement,
+                    mean_abs_prob_diff=c.mean_abs_diff,
+                    max_abs_prob_diff=c.max_abs_diff,
                     kl=float(kl_divergence(ref_probs, probs).mean()),
                     margin_loss=float(margin_loss(ref_probs, probs).mean()),
                     weight_bytes=weights.get(node, 0),

@@ -8,8 +8,9 @@ neighbour's load on a shared machine hits all of them alike.
 
 Used by ``fetalplanes quantize`` (:func:`measure_hz`), ``fetalplanes demo``'s
 speed step and ``benchmarks/`` (:func:`measure_model`). A variant counts as
-*deployable* only when its accuracy holds against FP32 (:func:`judge_deployable`);
-:func:`best_deployable` never returns one that failed.
+*deployable* only when the one rule of :mod:`edge.deployability` accepts it
+(:func:`judge_deployable`); :func:`best_deployable` never returns one it rejected.
+Outputs are compared by :func:`calibration.compare_outputs.compare_outputs`.
 
 Nothing here imports torch: a PyTorch baseline is measured through a runner
 factory the caller passes (``export.torch_runner.TorchRunner``).
@@ -26,9 +27,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from calibration.compare_outputs import compare_outputs, gate_evidence
+from edge.deployability import MAX_DROP_POINTS, MIN_AGREEMENT, Evidence, Gate, Verdict, choose, combine, judge
+
 Infer = Callable[[np.ndarray], np.ndarray]
-#: INT8 variants must agree with FP32 on at least this fraction of held-out images to be deployable.
-MIN_AGREEMENT = 0.99
 #: FP32 runtimes other than the reference (ORT FP32, OpenCV) must match it within this on the logits.
 STRICT_ATOL = 1e-2
 
@@ -171,10 +173,10 @@ def check_agreement(rt: Runtime, x: np.ndarray, ref: np.ndarray, atol: float | N
         rt.note = f"fails to run ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
         rt.infer = None
         return False
-    agree = float((out.argmax(1) == ref.argmax(1)).mean())
-    diff = float(np.abs(out - ref).max())
+    c = compare_outputs(ref, out, atol=atol, min_agreement=None if atol is None else 1.0)
+    agree, diff = c.argmax_agreement, c.max_abs_diff
     rt.agreement.update(argmax_agreement=round(agree, 4), max_abs_diff=round(diff, 5), images=int(len(x)))
-    if atol is not None and (agree < 1.0 or diff > atol):
+    if not c.ok:
         rt.note = (f"DISAGREES with the reference (argmax agreement {agree:.2f}, max |diff| {diff:.3g} > {atol}): "
                    "not timed")
         rt.infer = None
@@ -183,43 +185,55 @@ def check_agreement(rt: Runtime, x: np.ndarray, ref: np.ndarray, atol: float | N
 
 
 # ----------------------------------------------------------------------------- deployability
-def judge_deployable(kind: str, agreement: dict[str, Any], quantize_holds: bool | None = None,
-                     min_agreement: float = MIN_AGREEMENT) -> tuple[bool, str]:
-    """May this runtime be deployed? (verdict, why).
+def judge_deployable(kind: str, agreement: dict[str, Any], quantize_holds: bool | Verdict | None = None,
+                     min_agreement: float = MIN_AGREEMENT, max_drop: float = MAX_DROP_POINTS) -> tuple[bool, str]:
+    """May this runtime be deployed? (verdict, why), by the one rule of :mod:`edge.deployability`.
 
     PyTorch eager is the baseline, never a deployment option. FP32 runtimes (ORT FP32, OpenCV) are deployable
-    when they matched the reference (they are only timed if they did). An INT8 variant is deployable only
-    with evidence that its accuracy holds and none against it: ``quantize_holds`` (``fetalplanes quantize``'s
-    verdict on the validation patients) must not be False, the held-out argmax agreement with FP32
-    (``agreement["heldout_agreement"]``) must be >= ``min_agreement``, and at least one of the two must exist.
+    when they matched the reference (they are only timed if they did). An INT8 variant is deployable when
+    every check made of it passed and at least one was made (:func:`edge.deployability.combine`):
+    ``quantize_holds`` (``fetalplanes quantize``'s verdict on the validation patients, a Verdict or a bool)
+    and the held-out check, :func:`edge.deployability.judge` on ``agreement["heldout"]`` (an Evidence dict;
+    older results: ``heldout_agreement`` and ``heldout_images``).
     """
     if kind == "pytorch":
         return False, "baseline"
     if kind in ("ort-fp32", "opencv"):
         return True, "FP32, matches the reference"
-    reasons, evidence = [], []
-    if quantize_holds is False:
-        reasons.append("quantize: accuracy does not hold on the validation patients")
-    elif quantize_holds is True:
-        evidence.append("quantize: accuracy holds on the validation patients")
-    held = agreement.get("heldout_agreement")
-    if held is not None:
-        n = agreement.get("heldout_images")
-        if held < min_agreement:
-            reasons.append(f"argmax agreement with FP32 {held:.4f} < {min_agreement} on {n} held-out images")
-        else:
-            evidence.append(f"argmax agreement with FP32 {held:.4f} >= {min_agreement} on {n} held-out images")
-    if reasons:
-        return False, "; ".join(reasons)
-    if not evidence:
-        return False, "accuracy against FP32 not checked"
-    return True, "; ".join(evidence)
+    gate = Gate(min_agreement, max_drop)
+    quantize = Verdict.from_bool(quantize_holds, "quantize") if isinstance(quantize_holds, bool) else quantize_holds
+    if quantize is not None and not quantize.why.startswith("quantize"):
+        quantize = Verdict(quantize.deployable, f"quantize: {quantize.why}", quantize.checks)
+    held = heldout_evidence(agreement)
+    heldout = None if held is None else judge(held, gate)
+    v = combine([("", quantize), ("held-out", heldout)])
+    return v.deployable, v.why
+
+
+def heldout_evidence(agreement: dict[str, Any]) -> Evidence | None:
+    """The held-out Evidence stored in a runtime's ``agreement`` dict (None when not checked)."""
+    if isinstance(agreement.get("heldout"), dict):
+        return Evidence.from_dict(agreement["heldout"])
+    if agreement.get("heldout_agreement") is None:
+        return None
+    n = int(agreement.get("heldout_images") or 0)
+    if n <= 0:
+        return None
+    return Evidence(n, int(round(float(agreement["heldout_agreement"]) * n)), where=f"{n} held-out images")
 
 
 def best_deployable(model_result: dict[str, Any], batch: int = 1) -> dict[str, Any] | None:
-    """The fastest runtime at ``batch`` among those timed AND deployable (never one whose accuracy failed)."""
-    rows = [r for r in model_result["runtimes"] if r.get("deployable") and r["batches"].get(str(batch))]
-    return max(rows, key=lambda r: r["batches"][str(batch)]["hz"], default=None)
+    """The fastest runtime at ``batch`` among those timed AND deployable (never one the gate rejected).
+
+    :func:`edge.deployability.choose` without a reference: the benchmark asks how fast a deployable runtime
+    goes, not which file to ship (``fetalplanes quantize`` and the demo add the speed margin over FP32).
+    """
+    def hz(r: dict[str, Any]) -> float | None:
+        t = r["batches"].get(str(batch))
+        return None if not t else t["hz"]
+
+    best, _ = choose(model_result["runtimes"], hz, lambda r: bool(r.get("deployable")))
+    return best
 
 
 # ----------------------------------------------------------------------------- timing
@@ -309,15 +323,18 @@ def measure_model(
     *,
     torch_runner: Callable[..., Any] | None = None,
     heldout: np.ndarray | None = None,
-    quantize_holds: dict[str, bool] | None = None,
+    quantize_holds: dict[str, bool | Verdict] | None = None,
     min_agreement: float = MIN_AGREEMENT,
+    heldout_targets: np.ndarray | None = None,
+    max_drop: float = MAX_DROP_POINTS,
 ) -> dict[str, Any]:
     """Every runtime present for one model, same inputs, agreement checked, deployability judged, then timed.
 
     ``int8_variants``: {label (e.g. "uint8 act."): path}. ``torch_runner``: opens ``checkpoint`` for the
     PyTorch baseline (at ``threads`` and at 1 thread). ``heldout``: preprocessed images no calibration or
-    quantize check used (e.g. the test patients); each INT8 variant's argmax agreement with ORT FP32 on them
-    decides, with ``quantize_holds`` ({label: run_quantize's accuracy_holds}), whether it is deployable.
+    quantize check used (e.g. the test patients), ``heldout_targets`` their classes (optional: the top-1 drop
+    is then judged too); each INT8 variant's outputs against ORT FP32 on them are judged by
+    :mod:`edge.deployability` and combined with ``quantize_holds`` ({label: quantize's verdict}).
     Returns a JSON-ready dict with ``runtimes`` [{name, kind, note, agreement, deployable, deployable_why,
     batches: {b: Timing + ratios | None}}].
     """
@@ -349,11 +366,12 @@ def measure_model(
         fp32_rt = next((r for r in runtimes if r.kind == "ort-fp32" and r.infer is not None), None)
         if heldout is not None and len(heldout) and fp32_rt is not None:
             log(f"  {name}: argmax agreement with ORT FP32 on {len(heldout)} held-out images")
-            ref_held = run_each(fp32_rt, heldout).argmax(1)
+            ref_held = run_each(fp32_rt, heldout)
             for r in runtimes:
                 if r.kind == "ort-int8" and r.infer is not None:
-                    agree = float((run_each(r, heldout).argmax(1) == ref_held).mean())
-                    r.agreement.update(heldout_agreement=round(agree, 4), heldout_images=int(len(heldout)))
+                    ev = gate_evidence(ref_held, run_each(r, heldout), heldout_targets, f"{len(heldout)} held-out images")
+                    r.agreement.update(heldout_agreement=round(ev.agreement, 4), heldout_images=int(len(heldout)),
+                                       heldout=ev.to_dict())
         result: dict[str, Any] = {"model": name, "threads": threads, "reference": ref_rt.name, "batches": list(batches),
                                   "min_agreement": min_agreement, "heldout_images": 0 if heldout is None else len(heldout),
                                   "runtimes": []}
@@ -374,11 +392,11 @@ def measure_model(
             timings[b] = time_interleaved(ok, x, seconds, rounds)
         for r in runtimes:
             holds = quantize_holds.get(labels.get(r.name, ""))
-            deployable, why = judge_deployable(r.kind, r.agreement, holds, min_agreement)
+            deployable, why = judge_deployable(r.kind, r.agreement, holds, min_agreement, max_drop)
             if r.infer is None:
                 deployable, why = False, r.note or "not timed"
             row: dict[str, Any] = {"name": r.name, "kind": r.kind, "note": r.note, "agreement": r.agreement,
-                                   "quantize_holds": holds, "deployable": deployable, "deployable_why": why,
+                                   "quantize_holds": holds.deployable if isinstance(holds, Verdict) else holds, "deployable": deployable, "deployable_why": why,
                                    "batches": {}}
             for b in batches:
                 t = timings[b].get(r.name)

@@ -407,43 +407,34 @@ def check_disk(record_dir: str, min_free_gb: float, usage: Callable[[str], Any] 
 
 
 def quantize_report_path(model: str | Path) -> Path:
-    """The quantize report for a model: `<model stem>.quantize.json` beside it.
+    """The quantize report for a model (:func:`edge.quantize_report.find_report`: the one file-name rule)."""
+    from edge.quantize_report import find_report
 
-    `fetalplanes quantize --out model.int8.onnx` writes `model.int8.quantize.json`; for
-    `model.onnx` (its FP32 input) or `model.fp32.onnx` that report is found too.
-    Returns the first that exists, else `<model stem>.quantize.json`.
-    """
-    p = Path(model)
-    stem = p.name[: -len(p.suffix)] if p.suffix else p.name
-    base = stem
-    for tail in (".int8", ".fp32", ".fp16"):
-        if base.endswith(tail):
-            base = base[: -len(tail)]
-    candidates = [p.parent / f"{stem}.quantize.json", p.parent / f"{base}.quantize.json"]
-    candidates += sorted(p.parent.glob(f"{base}.*.quantize.json"))
-    return next((c for c in candidates if c.is_file()), candidates[0])
+    return find_report(model)
 
 
-def recommendation_from_report(data: Any) -> str | None:
-    """The recommended file (and why) from a quantize report; None when it names none.
+def quantize_report_findings(model: str | Path) -> list[Finding]:
+    """What the quantize report beside ``model`` says: the file to deploy, and the deployability rule's
+    verdict (:mod:`edge.deployability`) on ``model`` from the counts the report stored."""
+    from edge.quantize_report import QuantizeReport
 
-    Accepts ``{"recommended": "file"}`` or ``{"recommended": {"file"|"path": ..., "precision", "hz", "reason"}}``
-    (also under the keys ``recommendation`` and ``deploy``).
-    """
-    if not isinstance(data, dict):
-        return None
-    for key in ("recommended", "recommendation", "deploy"):
-        rec = data.get(key)
-        if isinstance(rec, str) and rec:
-            return rec
-        if isinstance(rec, dict):
-            name = rec.get("file") or rec.get("path") or rec.get("model")
-            if not name:
-                continue
-            extra = [f"{rec['precision']}" if rec.get("precision") else "", f"{float(rec['hz']):.0f} Hz" if isinstance(rec.get("hz"), (int, float)) else "", str(rec.get("reason", ""))]
-            extra = [e for e in extra if e]
-            return f"{name} ({'; '.join(extra)})" if extra else str(name)
-    return None
+    path = quantize_report_path(model)
+    if not path.is_file():
+        return []
+    try:
+        report = QuantizeReport.read(path)
+    except FetalPlanesError as exc:
+        return [Finding("quantize report", WARN, exc.message, exc.hint)]
+    out = [Finding("quantize report", INFO, f"{path.name} (measured on the machine that ran quantize) recommends: "
+                   f"{report.recommendation.describe()}")]
+    verdict = report.verdict_for(model)
+    if verdict is not None and not report.candidate_for(model).is_reference:
+        if verdict.deployable:
+            out.append(Finding("deployable", OK, f"{Path(model).name} passes the deployability rule: {verdict.why}"))
+        else:
+            out.append(Finding("deployable", WARN, f"{Path(model).name} is NOT deployable by the rule: {verdict.why}",
+                               f"deploy {Path(report.fp32_model).name} (FP32) instead, or re-run `fetalplanes quantize`"))
+    return out
 
 
 def pick_precision(model_kind: str, cpu: sysinfo.CpuInfo, has_gpu: bool, has_tensorrt: bool, compute_capability: str = "") -> tuple[str, str]:
@@ -512,17 +503,7 @@ def check_model(model: str, facts: Facts, measure_s: float = 1.0) -> list[Findin
     cc = facts.gpus[0].compute_capability if facts.gpus else ""
     choice, why = pick_precision(kind, facts.cpu, facts.has_gpu, facts.has_tensorrt, cc)
     out.append(Finding("precision", INFO, f"would pick: {choice} - {why}", _precision_fix(choice, model)))
-    report = quantize_report_path(model)
-    if report.is_file():
-        try:
-            rec = recommendation_from_report(json.loads(report.read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            out.append(Finding("quantize report", WARN, f"{report} cannot be read ({exc})", "re-run `fetalplanes quantize`"))
-        else:
-            if rec:
-                out.append(Finding("quantize report", INFO, f"{report.name} (measured on the machine that ran quantize) recommends: {rec}"))
-            else:
-                out.append(Finding("quantize report", INFO, f"{report.name} names no recommended file"))
+    out += quantize_report_findings(model)
     return out
 
 

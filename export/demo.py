@@ -4,6 +4,10 @@ Steps (each calls the stage's own Python API, nothing is re-implemented here):
 phantom dataset -> phantom scanner video -> train -> evaluate -> export ONNX -> quantize INT8
 -> compare INT8 with FP32 -> live loop on the video -> model-only speed -> report.
 
+The live step deploys the file the one deployability rule picks (:func:`deploy_choice`:
+:mod:`edge.deployability` on quantize's check images AND on compare's test split), never
+a file it rejects.
+
 Every finished step leaves ``OUT/.steps/<step>.json`` holding the hash of its inputs
 (its settings and the hashes of the steps it depends on); a re-run reuses a step whose
 hash still matches and whose files are still there, unless ``force``.
@@ -34,7 +38,7 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "export": ("train",),
     "quantize": ("export", "phantom"),
     "compare": ("quantize", "export", "phantom"),
-    "live": ("quantize", "video"),
+    "live": ("quantize", "compare", "video"),
     "bench": ("train", "export", "quantize"),
     "report": ("phantom", "video", "train", "evaluate", "export", "quantize", "compare", "live", "bench"),
 }
@@ -303,7 +307,8 @@ class Demo:
         p32 = write_reports(res32, fp)
         self.log(f"    INT8 vs FP32 on {r['images']} test images: agreement {100 * r['agreement']:.1f}%, "
                  f"top-1 change {r['delta'].get('top1_accuracy_points', 0):+.1f} points -> {'PASS' if r['passed'] else 'FAIL'}")
-        return {"images": r["images"], "agreement": r["agreement"], "delta": r["delta"], "passed": r["passed"],
+        return {"candidate": str(self.int8), "verdict": r["verdict"],
+                "images": r["images"], "agreement": r["agreement"], "delta": r["delta"], "passed": r["passed"],
                 "checks": r["checks"], "prob_abs_diff": r["prob_abs_diff"], "changed": r["changed"]["count"],
                 "per_class": r["per_class"], "sizes": r["sizes"],
                 "int8_metrics": _metrics_dict(res.metrics), "fp32_onnx_metrics": _metrics_dict(res32.metrics),
@@ -319,7 +324,10 @@ class Demo:
         if live.exists():
             shutil.rmtree(live)
         live.mkdir(parents=True)
-        model = self.results["quantize"]["recommendation"]["file"]
+        from edge.quantize_report import QuantizeReport, report_paths
+
+        model, why = deploy_choice(QuantizeReport.read(report_paths(self.int8)[0]), self.results.get("compare"))
+        self.log(f"    deploying {Path(model).name}: {why}")
         annotated, jsonl = live / "annotated.mp4", live / "predictions.jsonl"
         cfg = RunConfig(model=str(model), input=str(self.video_path), outputs=[str(annotated), str(jsonl)],
                         threads=self.c.threads, log_every_s=0.0)
@@ -334,7 +342,7 @@ class Demo:
         self.log(f"    live loop: {summary.frames} frames at {summary.hz:.0f} Hz; smoothed-label accuracy "
                  f"{100 * (score['accuracy'] or 0):.1f}%, flicker {score['flicker']} (synthetic)")
         s = summary.to_dict()
-        return {"model": str(model), "annotated": str(video_real), "predictions": str(jsonl_real), "strip": str(strip),
+        return {"model": str(model), "deployed_why": why, "annotated": str(video_real), "predictions": str(jsonl_real), "strip": str(strip),
                 "summary": {k: s[k] for k in ("frames", "seconds", "hz", "dropped", "skipped", "label_changes",
                                                "stages_ms", "latency_ms", "end_reason", "sector")},
                 "score": score}, [video_real, jsonl_real, strip]
@@ -347,15 +355,17 @@ class Demo:
         from export.onnx_export import phantom_inputs
         from export.torch_runner import TorchRunner
 
+        from edge.quantize_report import QuantizeReport, report_paths
+
         info = read_model_info(self.fp32)
         x = phantom_inputs(info, 8, seed=self.c.seed)
-        q = self.results["quantize"]
-        heldout = load_split(self.data_dir, info, "test", max_images=self.c.val_max_images, seed=self.c.seed).x
-        r = measure_model(self.c.arch, self.results["train"]["checkpoint"], self.fp32,
-                          {"uint8 act.": self.int8, "int8 act.": self.int8_s8}, x, batches=(1,),
+        held = load_split(self.data_dir, info, "test", max_images=self.c.val_max_images, seed=self.c.seed)
+        variants = {"uint8 act.": self.int8, "int8 act.": self.int8_s8}
+        verdicts = {k: QuantizeReport.read(report_paths(p)[0]).verdict_for(p) for k, p in variants.items()}
+        r = measure_model(self.c.arch, self.results["train"]["checkpoint"], self.fp32, variants, x, batches=(1,),
                           threads=self.c.threads, seconds=self.c.bench_seconds, rounds=self.c.bench_rounds,
-                          log=lambda m: self.log(f"  {m}"), torch_runner=TorchRunner, heldout=heldout,
-                          quantize_holds={"uint8 act.": q["accuracy_holds"], "int8 act.": q["s8_accuracy_holds"]})
+                          log=lambda m: self.log(f"  {m}"), torch_runner=TorchRunner, heldout=held.x,
+                          heldout_targets=held.targets, quantize_holds=verdicts)
         r["input_size"] = info.input_size
         r["tensorrt"] = tensorrt_note()
         r["machine"] = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), **machine_stamp()}
@@ -380,6 +390,33 @@ def _metrics_dict(m) -> dict[str, Any]:
     d["top1_accuracy"] = m.top1_accuracy
     d["confusion"] = m.confusion.tolist()
     return d
+
+
+def deploy_choice(report, compare_result: dict[str, Any] | None = None) -> tuple[str, str]:
+    """(file to deploy, why): :func:`edge.deployability.choose` over the files ``fetalplanes quantize`` timed.
+
+    Each file is judged by the one rule on the counts of quantize's check images (``report``, an
+    :class:`edge.quantize_report.QuantizeReport`) and, for the file ``compare`` checked on the test split,
+    on compare's verdict too (:func:`edge.deployability.combine`: every check made must pass). The FP32
+    reference always may be deployed; an INT8 file only when it is also clearly faster (the speed margin).
+    """
+    from edge.deployability import Verdict, choose, combine
+
+    compared = Path(compare_result["candidate"]).resolve() if compare_result and compare_result.get("candidate") else None
+    verdicts = {}
+    for c in report.candidates:
+        checks = [("quantize", c.verdict(report.gate))]
+        if compared is not None and not c.is_reference and Path(c.path).resolve() == compared:
+            v = compare_result.get("verdict") or {}
+            checks.append(("compare", Verdict(bool(compare_result["passed"]), v.get("why", "compare's checks"))))
+        verdicts[c.path] = combine(checks)
+    ref = next((c for c in report.candidates if c.is_reference), None)
+    choice, why = choose(report.candidates, lambda c: c.hz, lambda c: verdicts[c.path].deployable, reference=ref)
+    if choice is None:
+        return report.fp32_model, "no file was timed: the FP32 reference"
+    rejected = [f"{Path(c.path).name}: {verdicts[c.path].why}" for c in report.candidates
+                if not verdicts[c.path].deployable]
+    return choice.path, why + (f" (rejected by the deployability rule: {'; '.join(rejected)})" if rejected else "")
 
 
 def _newest(folder: Path, pattern: str) -> Path | None:
@@ -539,7 +576,9 @@ def report_sections(demo: Demo) -> list[tuple[str, list[Any]]]:
         if "sector_iou_mean" in sc:
             rows.append(["sector box IoU (mean)", f"{sc['sector_iou_mean']:.3f}"])
         secs.append(("Live loop on the phantom scanner video", [
-            f"Model: `{Path(lv['model']).name}`; annotated video `{rel(lv['annotated'])}`, predictions `{rel(lv['predictions'])}` "
+            f"Model: `{Path(lv['model']).name}`"
+            + (f" (the deployability rule's pick: {lv['deployed_why']})" if lv.get("deployed_why") else "")
+            + f"; annotated video `{rel(lv['annotated'])}`, predictions `{rel(lv['predictions'])}` "
             f"scored against the video's truth sidecar ({SYNTHETIC}).",
             ("table", ["live loop", "value"], rows),
             ("table", ["stage", "p50 ms", "p99 ms"], [[k, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}"] for k, v in s["stages_ms"].items()]),

@@ -176,11 +176,10 @@ def dataset_inputs(info: ModelInfo, data: str | Path, n: int, split: str = "test
 
 
 def _compare(name: str, out: np.ndarray, ref: np.ndarray, atol: float, rtol: float, min_agreement: float) -> Comparison:
-    out = np.asarray(out, dtype=np.float32).reshape(ref.shape)
-    diff = np.abs(out - ref)
-    agreement = float(np.mean(out.argmax(1) == ref.argmax(1)))
-    ok = bool(np.all(diff <= atol + rtol * np.abs(ref))) and agreement >= min_agreement
-    return Comparison(name, float(diff.max()), agreement, ok)
+    from calibration.compare_outputs import compare_outputs
+
+    c = compare_outputs(ref, out, atol=atol, rtol=rtol, min_agreement=min_agreement)
+    return Comparison(name, c.max_abs_diff, c.argmax_agreement, c.ok)
 
 
 def embed_model_info(onnx_path: Path, info: ModelInfo) -> None:
@@ -273,7 +272,9 @@ def export_onnx(
         got = sess.run(["logits"], {"input": x})[0]
         report.onnxruntime = _compare("onnxruntime", got, ref, atol, rtol, min_agreement)
         one = sess.run(["logits"], {"input": x[:1]})[0]
-        report.batch1_max_abs_diff = float(np.abs(one - got[:1]).max())
+        from calibration.compare_outputs import compare_outputs
+
+        report.batch1_max_abs_diff = compare_outputs(got[:1], one).max_abs_diff
     except Exception as exc:
         report.onnxruntime = Comparison("onnxruntime", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
     if check_opencv:

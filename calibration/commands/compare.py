@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from edge.cli import add_command
+from edge.deployability import MAX_DROP_POINTS, MIN_AGREEMENT
 from edge.errors import EXIT_FAILURE, EXIT_OK
 
 
@@ -19,15 +20,18 @@ def register(subparsers) -> None:
         description=(
             "Runs the same images of one split through both models and reports top-1/top-3/class accuracy of each, "
             "the deltas overall and per class, argmax agreement, probability differences and the images whose "
-            "label changed (JSON and markdown). Exit 1 when the top-1 drop exceeds --max-drop points."
+            "label changed (JSON and markdown). Exit 1 when the deployability rule rejects the candidate: argmax "
+            "agreement below --min-agreement or a top-1 drop above --max-drop points (never less than one image)."
         ),
     )
     p.add_argument("--reference", required=True, type=Path, help="reference model (usually the FP32 .onnx)")
     p.add_argument("--candidate", required=True, type=Path, help="candidate model (.onnx or .engine)")
     p.add_argument("--data", required=True, type=Path, help="FETAL_PLANES_DB folder (CSV + Images/)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to compare on (test)")
-    p.add_argument("--max-drop", type=float, default=1.0, help="allowed top-1 drop in points (1.0)")
-    p.add_argument("--min-agreement", type=float, default=None, help="also require this argmax agreement (e.g. 0.99)")
+    p.add_argument("--max-drop", type=float, default=MAX_DROP_POINTS,
+                   help=f"allowed top-1 drop in points, never less than one image ({MAX_DROP_POINTS})")
+    p.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT,
+                   help=f"required argmax agreement with the reference ({MIN_AGREEMENT})")
     p.add_argument("--out", type=Path, default=None,
                    help="folder for compare.json/.md (default: <candidate stem>.compare.json/.md beside it)")
     p.add_argument("--max-images", type=int, default=None, help="use at most this many images (class-stratified)")
@@ -45,9 +49,11 @@ def handle(args: argparse.Namespace) -> int:
     )
     r = compare_models(job)
     ref, cand = r["reference_metrics"], r["candidate_metrics"]
+    drop_limit = next((c["limit"] for c in r["checks"] if "drop" in c["check"]), args.max_drop)
     print(f"{r['split']}: {r['images']} images; top-1 reference {100 * ref['top1_accuracy']:.2f} %, "
           f"candidate {100 * cand['top1_accuracy']:.2f} % (drop {r['top1_drop_points']:.2f} points, "
-          f"allowed {args.max_drop}); agreement {100 * r['agreement']:.2f} %; {r['changed']['count']} label(s) changed")
+          f"allowed {drop_limit:.2f}); agreement {100 * r['agreement']:.2f} % (required "
+          f"{100 * r['gate']['min_agreement']:.2f} %); {r['changed']['count']} label(s) changed")
     json_path, md_path = report_paths(job)
     print(f"{'PASS' if r['passed'] else 'FAIL'}; report: {json_path} and {md_path}")
     return EXIT_OK if r["passed"] else EXIT_FAILURE

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from edge.cli import add_command
+from edge.deployability import MAX_DROP_POINTS, MIN_AGREEMENT
 from edge.errors import EXIT_FAILURE, EXIT_OK
 
 
@@ -36,8 +37,10 @@ def register(subparsers) -> None:
     p.add_argument("--calib-size", type=int, default=500, help="calibration images from training patients (500)")
     p.add_argument("--seed", type=int, default=0, help="calibration sampling seed (and split seed if the model "
                    "does not record its own)")
-    p.add_argument("--max-drop", type=float, default=1.0, help="allowed top-1 drop on validation, points (1.0)")
-    p.add_argument("--min-agreement", type=float, default=0.99, help="required argmax agreement with FP32 (0.99)")
+    p.add_argument("--max-drop", type=float, default=MAX_DROP_POINTS,
+                   help=f"allowed top-1 drop on validation, points, never less than one image ({MAX_DROP_POINTS})")
+    p.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT,
+                   help=f"required argmax agreement with FP32 ({MIN_AGREEMENT})")
     p.add_argument("--percentile", type=float, default=99.999, help="--method percentile: the percentile (99.999)")
     p.add_argument("--num-bins", type=int, default=None, help="histogram bins (entropy 512, percentile 2048)")
     p.add_argument("--per-tensor", action="store_true", help="per-tensor weights instead of per-channel")

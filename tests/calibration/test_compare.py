@@ -28,7 +28,7 @@ def test_different_models_report_every_changed_image(phantom_db, tmp_path, capsy
     ref = make_tiny_onnx(tmp_path / "ref.onnx", seed=0)
     cand = make_tiny_onnx(tmp_path / "cand.onnx", seed=3)
     code = main(["compare", "--reference", str(ref), "--candidate", str(cand), "--data", str(phantom_db),
-                 "--max-drop", "100"])
+                 "--max-drop", "100", "--min-agreement", "0"])
     assert code == 0, capsys.readouterr()
     r = json.loads((tmp_path / "cand.compare.json").read_text())
     # recompute independently, image by image, through the runners' own predict()
@@ -50,7 +50,7 @@ def test_different_models_report_every_changed_image(phantom_db, tmp_path, capsy
     assert abs(recall_delta + drop) < 1e-6  # per-class deltas add up to the overall one
     # the same comparison with a threshold the drop exceeds fails with exit 1
     code = main(["compare", "--reference", str(ref), "--candidate", str(cand), "--data", str(phantom_db),
-                 "--max-drop", str(drop - 0.5)])
+                 "--max-drop", str(drop - 0.5), "--min-agreement", "0"])
     assert code == 1
     assert json.loads((tmp_path / "cand.compare.json").read_text())["passed"] is False
 

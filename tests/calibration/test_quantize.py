@@ -222,6 +222,13 @@ def test_quantize_command_end_to_end(phantom_db, tmp_path, capsys):
     expected = int8 if int8["hz"] >= fp32["hz"] * (1 + SPEED_MARGIN) else fp32
     assert report["recommendation"]["file"] == expected["path"]
     assert report["sizes"]["int8_bytes"] == out.stat().st_size
+    # the typed record reads it back; the rule re-judged on the stored counts gives quantize's verdict
+    from edge.quantize_report import QuantizeReport
+
+    record = QuantizeReport.read(tmp_path / "out" / "tiny.int8.quantize.json")
+    assert record.recommendation.file == expected["path"] and record.gate.min_agreement == 0.0
+    assert record.verdict_for(out).deployable is report["accuracy_holds"] is True
+    assert record.candidate_for(out).evidence.images == report["criterion"]["agreement_images"]
     assert read_model_info(out).extra["quantization"]["calibration_images"] == 24
 
 

@@ -146,7 +146,7 @@ def test_sidecar_records_what_the_build_used(monkeypatch, tmp_path, tiny_onnx):
 
 
 def test_qdq_onnx_builds_explicit_int8_on_8_10_and_11(monkeypatch, tmp_path, tiny_onnx):
-    from calibration.commands.selftest import make_qdq_onnx
+    from calibration.selftest import make_qdq_onnx
 
     qdq = make_qdq_onnx(tiny_onnx, tmp_path / "m.qdq.onnx", _calib(8))
     for version, mode in (("8.6.1.6", "int8-explicit-qdq"), ("10.3.0", "int8-explicit-qdq"), ("11.0.0", "strongly-typed-int8-qdq")):

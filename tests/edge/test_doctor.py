@@ -317,12 +317,38 @@ def test_python_below_311_mentions_tomli():
     assert doctor.check_python("3.8.10")[0].status == FAIL
 
 
+def _quantize_report(int8="m.int8.onnx", fp32="m.onnx", same=990, images=1000, **rec):
+    """A report in the shape `fetalplanes quantize` writes (edge.quantize_report.QuantizeReport)."""
+    recommendation = {"file": int8, "name": "int8", "precision": "int8", "hz": 363.4, "threads": 2,
+                      "reason": "fastest whose accuracy holds", **rec}
+    evidence = {"images": images, "same": same, "labelled": 96, "reference_correct": 80, "candidate_correct": 80}
+    return {"kind": "fetalplanes-quantize-report", "fp32_model": fp32, "int8_model": int8, "accuracy_holds": True,
+            "gate": {"min_agreement": 0.99, "max_drop_points": 1.0}, "recommendation": recommendation,
+            "speed": {"candidates": [
+                {"name": "fp32", "path": fp32, "precision": "fp32", "holds": True, "hz": 300.0},
+                {"name": "int8", "path": int8, "precision": "int8", "holds": True, "hz": 363.4, "evidence": evidence}]}}
+
+
 def test_quantize_report(tmp_path):
-    assert doctor.recommendation_from_report({"recommended": "m.int8.onnx"}) == "m.int8.onnx"
-    rec = doctor.recommendation_from_report({"recommended": {"file": "m.fp32.onnx", "precision": "fp32", "hz": 774.2, "reason": "fastest whose accuracy holds"}})
-    assert rec == "m.fp32.onnx (fp32; 774 Hz; fastest whose accuracy holds)"
-    assert doctor.recommendation_from_report({"results": []}) is None
-    assert doctor.recommendation_from_report([1, 2]) is None
+    from edge.quantize_report import QuantizeReport
+
+    # the doctor reads the typed record: no guessing among key names
+    (tmp_path / "m.int8.quantize.json").write_text(json.dumps(_quantize_report(hz=774.2)))
+    [rec] = doctor.quantize_report_findings(tmp_path / "m.onnx")
+    assert rec.detail.endswith("recommends: m.int8.onnx (int8; 774 Hz; fastest whose accuracy holds)")
+    # the INT8 file itself: the deployability rule re-judged on the counts the report stored
+    found = doctor.quantize_report_findings(tmp_path / "m.int8.onnx")
+    assert [f.status for f in found if f.check == "deployable"] == [OK]
+    (tmp_path / "m.int8.quantize.json").write_text(json.dumps(_quantize_report(same=987)))  # 98.7 %: 13 flips > 10
+    [dep] = [f for f in doctor.quantize_report_findings(tmp_path / "m.int8.onnx") if f.check == "deployable"]
+    assert dep.status == WARN and "NOT deployable" in dep.detail and "0.9870 < 0.99" in dep.detail and "m.onnx" in dep.fix
+    assert QuantizeReport.read(tmp_path / "m.int8.quantize.json").verdict_for(tmp_path / "m.int8.onnx").deployable is False
+    # anything else is a clear warning, not a guess
+    for junk in ('{"recommended": "m.int8.onnx"}', "[1, 2]", "not json"):
+        (tmp_path / "m.int8.quantize.json").write_text(junk)
+        [bad] = doctor.quantize_report_findings(tmp_path / "m.onnx")
+        assert bad.status == WARN and "m.int8.quantize.json" in bad.detail and "fetalplanes quantize" in bad.fix
+    (tmp_path / "m.int8.quantize.json").unlink()
     # model.int8.onnx finds model.quantize.json written for model.onnx
     (tmp_path / "model.quantize.json").write_text("{}")
     assert doctor.quantize_report_path(tmp_path / "model.int8.onnx") == tmp_path / "model.quantize.json"
@@ -391,9 +417,7 @@ def test_model_checks(tiny_onnx, tmp_path):
     # a quantize report beside the model is quoted
     model = tmp_path / "m.onnx"
     shutil.copy(tiny_onnx, model)
-    # in the shape `fetalplanes quantize` writes (calibration/quantize_workflow.py)
-    report = {"recommendation": {"file": "m.int8.onnx", "name": "int8-s8s8", "precision": "int8", "hz": 363.4, "threads": 2, "reason": "fastest whose accuracy holds"}}
-    (tmp_path / "m.int8.quantize.json").write_text(json.dumps(report))
+    (tmp_path / "m.int8.quantize.json").write_text(json.dumps(_quantize_report()))
     rec = by_check(doctor.check_model(str(model), facts, 0.05), "quantize report")
     assert rec and "m.int8.onnx (int8; 363 Hz; fastest whose accuracy holds)" in rec[0].detail
     # not a model
