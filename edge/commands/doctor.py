@@ -6,6 +6,7 @@ import argparse
 import json
 
 from edge.cli import add_command
+from edge.cli_args import add_model
 from edge.errors import FetalPlanesError
 
 
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "which precision to deploy. Exit 0 when nothing blocks running --model on --input, 1 otherwise."
         ),
     )
-    p.add_argument("--model", help="model to check (.onnx, or .engine/.plan on a TensorRT box)")
+    add_model(p)
     p.add_argument("--input", help="capture source: /dev/video0, v4l2:///dev/video0, 0, a video file, rtsp://..., or a GStreamer pipeline")
     p.add_argument("--record-dir", help="where recordings and predictions go: checks free space and write permission")
     p.add_argument("--config", help="box config (TOML/YAML, as for `run --config`): validated; model, input and the folder of the first file output are checked; flags override")

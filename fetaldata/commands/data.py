@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from edge.cli import add_command
+from edge.cli_args import add_out
 from edge.errors import EXIT_FAILURE, EXIT_OK, FetalPlanesError
 
 
@@ -84,7 +85,7 @@ def register(subparsers) -> None:
         _phantom,
         "fetalplanes data phantom --out phantom_db --patients 160 --size 128",
     )
-    p.add_argument("--out", required=True, help="folder to write (CSV + Images/)")
+    add_out(p, "folder to write (CSV + Images/)", metavar="DIR")
     p.add_argument("--patients", type=int, default=160, help="number of patients (default 160)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     p.add_argument("--size", type=int, default=None, help="image width in pixels (default: varied like the real data)")
@@ -97,7 +98,7 @@ def register(subparsers) -> None:
         _phantom_video,
         "fetalplanes data phantom-video --out phantom.mp4 --seconds 20",
     )
-    p.add_argument("--out", required=True, help="video file to write (.mp4 or .avi)")
+    add_out(p, "video file to write (.mp4 or .avi)", metavar="VIDEO")
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--width", type=int, default=1280)
