@@ -25,10 +25,10 @@ from typing import Any, Callable
 
 from edge import sysinfo
 from edge.errors import EXIT_FAILURE, EXIT_OK, FetalPlanesError
+from edge.files import IMAGE_SUFFIXES
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "FAIL"
 REQUIRED = ("numpy", "cv2", "onnxruntime")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 

@@ -23,8 +23,8 @@ import numpy as np
 from edge.cli import add_command
 from edge.cli_args import add_gpu
 from edge.errors import EXIT_FAILURE, EXIT_USAGE, FetalPlanesError
+from edge.files import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 @dataclass
