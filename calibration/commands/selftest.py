@@ -26,7 +26,6 @@ from edge.errors import EXIT_FAILURE, EXIT_USAGE, FetalPlanesError
 from edge.files import IMAGE_SUFFIXES
 
 
-
 @dataclass
 class SelftestConfig:
     onnx: str | None = None

@@ -28,7 +28,6 @@ from edge.errors import FetalPlanesError
 from edge.files import IMAGE_SUFFIXES
 
 
-
 @dataclass
 class SourceConfig:
     """How to open and read the input."""
