@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from calibration.compare_outputs import compare_outputs
+from edge.files import IMAGE_SUFFIXES
 from edge.errors import EXIT_USAGE, FetalPlanesError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 @dataclass

@@ -25,7 +25,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from edge import __version__
-from edge.backends.engine_sidecar import EngineSidecar, sha256_file, write_sidecar
+from edge.backends.engine_sidecar import EngineSidecar, write_sidecar
+from edge.files import sha256_file
 from edge.backends.tensorrt_runner import gpu_identity, import_pycuda, import_tensorrt, version_tuple
 from edge.errors import EXIT_FAILURE, EXIT_USAGE, FetalPlanesError
 from edge.modelinfo import ModelInfo, read_onnx_metadata

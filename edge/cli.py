@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 from edge import __version__
 from edge.errors import EXIT_FAILURE, EXIT_USAGE, FetalPlanesError
 
-EDGE_COMMAND_MODULES = ("edge.live.cli", "edge.doctor")
+EDGE_COMMAND_MODULES = ("edge.commands.run", "edge.commands.classify", "edge.commands.doctor")
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -9,7 +9,6 @@ fingerprint, code version, ``extra["args"]`` = every training argument), ``state
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -42,14 +41,6 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         pass
     return version
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_checkpoint(path: str | Path, model, info: ModelInfo, **state: Any) -> Path:

@@ -223,7 +223,7 @@ def export_onnx(
     import onnxruntime as ort
     import torch
 
-    from export.checkpoint import file_sha256
+    from edge.files import sha256_file
     from export.models import load_checkpoint
 
     t0 = time.perf_counter()
@@ -234,7 +234,7 @@ def export_onnx(
     if out.suffix.lower() != ".onnx":
         raise FetalPlanesError(f"--out {out}: the file name must end in .onnx", hint="e.g. --out model.onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
-    sha = file_sha256(checkpoint)
+    sha = sha256_file(checkpoint)
 
     dummy = torch.zeros(info.input_shape(2), dtype=torch.float32)
     tmp = out.with_name(f".{out.name}.export{os.getpid()}")

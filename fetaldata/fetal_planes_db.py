@@ -10,7 +10,6 @@ images outside the three sub-planes, a UTF-8 BOM, CRLF line ends.
 from __future__ import annotations
 
 import csv
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -18,13 +17,13 @@ from typing import Iterable
 import numpy as np
 
 from edge.errors import FetalPlanesError
+from edge.files import sha256_file, strip_image_suffix
 from edge.labels import BRAIN, BRAIN_OTHER, NOT_A_BRAIN, PLANES
 
 CSV_NAME = "FETAL_PLANES_DB_data.csv"
 IMAGES_DIR = "Images"
 COLUMNS = ("Image_name", "Patient_num", "Plane", "Brain_plane", "Operator", "US_Machine", "Train")
 BRAIN_PLANE_VALUES = set(BRAIN) | {BRAIN_OTHER}
-IMAGE_SUFFIXES = (".png", ".PNG", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -91,10 +90,7 @@ def read_csv(csv_path: str | Path) -> list[Record]:
             )
         v = {c: row[i].strip() for c, i in idx.items()}
         name = v["Image_name"]
-        for suffix in IMAGE_SUFFIXES:
-            if name.endswith(suffix):
-                name = name[: -len(suffix)]
-                break
+        name = strip_image_suffix(name)
         if not name:
             raise _fail(csv_path, lineno, "empty Image_name", "fill in the image's file name (without .png)")
         if name in seen:
@@ -183,7 +179,7 @@ class FetalPlanesDB:
         return sorted({r.patient for r in self.records})
 
     def csv_sha256(self) -> str:
-        return hashlib.sha256((self.root / CSV_NAME).read_bytes()).hexdigest()
+        return sha256_file(self.root / CSV_NAME)
 
     def find_image_problems(self, records: Iterable[Record] | None = None, decode: bool = True) -> dict[str, list[str]]:
         """Images listed but missing, or present but unreadable: {'missing': [...], 'unreadable': [...]}."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from edge.cli import add_command
+from edge.cli_args import add_data, add_gpu, add_out
 
 EXAMPLE = (
     "fetalplanes build-engine --onnx model.int8.onnx --precision int8 --out model.engine --max-batch 8\n"
@@ -28,7 +29,7 @@ def _run(args: argparse.Namespace) -> int:
         calib_batch=args.calib_batch,
         calib_cache=args.calib_cache,
         seed=args.seed,
-        device=args.device,
+        device=args.gpu,
     )
     sidecar = build_engine(config)
     p = sidecar.profile
@@ -61,13 +62,13 @@ def register(subparsers) -> None:
     )
     p.add_argument("--onnx", required=True, help="fetalplanes ONNX (FP32, or Q/DQ from `fetalplanes quantize`)")
     p.add_argument("--precision", required=True, choices=("fp32", "fp16", "int8"))
-    p.add_argument("--out", required=True, help="engine file (.engine, .plan or .trt)")
+    add_out(p, "engine file (.engine, .plan or .trt); its sidecar <out>.json goes beside it", metavar="ENGINE")
     p.add_argument("--max-batch", type=int, default=8, help="largest batch of the profile (min 1; default 8)")
     p.add_argument("--opt-batch", type=int, default=1, help="batch TensorRT tunes for (default 1: the live loop)")
     p.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace limit in MiB (default 1024)")
-    p.add_argument("--data", help="FETAL_PLANES_DB folder for implicit INT8 calibration (training patients only)")
+    add_data(p, required=False, use="implicit INT8 calibration images (training patients only)")
     p.add_argument("--calib-size", type=int, default=500, help="calibration images (default 500)")
     p.add_argument("--calib-batch", type=int, default=8, help="calibration batch size (default 8)")
     p.add_argument("--calib-cache", help="calibration cache file: read if present, written otherwise")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration set draw")
-    p.add_argument("--device", type=int, default=0, help="CUDA device index")
+    add_gpu(p)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from edge.cli import add_command
 from edge.deployability import MAX_DROP_POINTS, MIN_AGREEMENT
+from edge.cli_args import add_data, add_out, add_threads
 from edge.errors import EXIT_FAILURE, EXIT_OK
 
 
@@ -26,16 +27,16 @@ def register(subparsers) -> None:
     )
     p.add_argument("--reference", required=True, type=Path, help="reference model (usually the FP32 .onnx)")
     p.add_argument("--candidate", required=True, type=Path, help="candidate model (.onnx or .engine)")
-    p.add_argument("--data", required=True, type=Path, help="FETAL_PLANES_DB folder (CSV + Images/)")
+    add_data(p, use="the images of --split")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to compare on (test)")
     p.add_argument("--max-drop", type=float, default=MAX_DROP_POINTS,
                    help=f"allowed top-1 drop in points, never less than one image ({MAX_DROP_POINTS})")
     p.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT,
                    help=f"required argmax agreement with the reference ({MIN_AGREEMENT})")
-    p.add_argument("--out", type=Path, default=None,
-                   help="folder for compare.json/.md (default: <candidate stem>.compare.json/.md beside it)")
+    add_out(p, "folder for compare.json/.md (default: <candidate stem>.compare.json/.md beside it)", required=False,
+            type=Path, metavar="DIR")
     p.add_argument("--max-images", type=int, default=None, help="use at most this many images (class-stratified)")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default: all cores)")
+    add_threads(p)
     p.add_argument("--seed", type=int, default=0, help="split seed, if the model does not record its own")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from edge.cli import add_command
 from edge.deployability import MAX_DROP_POINTS, MIN_AGREEMENT
+from edge.cli_args import add_data, add_out, add_threads
 from edge.errors import EXIT_FAILURE, EXIT_OK
 
 
@@ -25,8 +26,8 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("--onnx", required=True, type=Path, help="FP32 ONNX model with fetalplanes metadata")
-    p.add_argument("--data", required=True, type=Path, help="FETAL_PLANES_DB folder (CSV + Images/) it was trained on")
-    p.add_argument("--out", required=True, type=Path, help="INT8 ONNX file to write (e.g. model.int8.onnx)")
+    add_data(p, use="the one the model was trained on (calibration: training patients; check: validation)")
+    add_out(p, "INT8 ONNX file to write (e.g. model.int8.onnx)", type=Path, metavar="FILE")
     p.add_argument("--method", default="auto", choices=("auto", "minmax", "entropy", "percentile"),
                    help="activation range calibration (default auto: calibrate with each and keep the one whose fully "
                         "INT8 model is closest to FP32; entropy uses 512 histogram bins)")
@@ -64,7 +65,7 @@ def register(subparsers) -> None:
                    help="the put-back stops once the INT8 file is at most this fraction of the FP32 file "
                         "(default 1/3; 0: try every float layer)")
     p.add_argument("--val-max-images", type=int, default=None, help="use at most this many validation images")
-    p.add_argument("--threads", type=int, default=0, help="threads for the timing (default: all usable cores)")
+    add_threads(p, help="ONNX Runtime threads for the timing (0: all usable cores)")
     p.add_argument("--speed-seconds", type=float, default=1.0, help="timing: seconds per file and round (1.0)")
     p.add_argument("--speed-rounds", type=int, default=3, help="timing: rounds, each file keeps its best (3)")
 

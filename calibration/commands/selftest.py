@@ -14,6 +14,7 @@ import argparse
 import sys
 
 from edge.cli import add_command
+from edge.cli_args import add_gpu
 from edge.errors import EXIT_FAILURE, FetalPlanesError
 
 
@@ -29,7 +30,7 @@ def _run(args: argparse.Namespace) -> int:
         min_agreement=args.min_agreement,
         tol_fp16=args.tol_fp16,
         tol_int8=args.tol_int8,
-        device=args.device,
+        device=args.gpu,
     )
     if cfg.samples < 2:
         raise FetalPlanesError(f"--samples {cfg.samples}: need at least 2", hint="e.g. --samples 32")
@@ -57,4 +58,4 @@ def register(subparsers) -> None:
     p.add_argument("--min-agreement", type=float, default=0.95, help="min argmax agreement with ONNX Runtime (default 0.95)")
     p.add_argument("--tol-fp16", type=float, default=0.02, help="max probability difference for fp16/fp32 (default 0.02)")
     p.add_argument("--tol-int8", type=float, default=0.15, help="max probability difference for int8 (default 0.15)")
-    p.add_argument("--device", type=int, default=0, help="CUDA device index")
+    add_gpu(p)

@@ -12,13 +12,13 @@ No TensorRT import here: the caller passes what it found on the machine.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from edge.errors import EXIT_USAGE, FetalPlanesError
+from edge.files import sha256_file
 from edge.modelinfo import ModelInfo
 
 SIDECAR_SCHEMA = 1
@@ -71,15 +71,6 @@ class EngineSidecar:
 def sidecar_path(engine_path: str | Path) -> Path:
     """``model.engine`` -> ``model.engine.json``."""
     return Path(str(engine_path) + SIDECAR_SUFFIX)
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def rebuild_command(engine_path: str | Path, sidecar: EngineSidecar | None = None, onnx: str | Path | None = None) -> str:

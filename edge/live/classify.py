@@ -21,7 +21,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from edge.errors import FetalPlanesError
-from edge.live.sources import IMAGE_SUFFIXES, natural_key
+from edge.files import IMAGE_SUFFIXES
+from edge.live.sources import natural_key
 
 log = logging.getLogger("fetalplanes.classify")
 

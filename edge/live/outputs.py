@@ -26,7 +26,7 @@ import numpy as np
 
 from edge.errors import EXIT_FAILURE, FetalPlanesError
 from edge.live.rotation import RotationConfig, Rotator
-from edge.live.sources import VIDEO_SUFFIXES
+from edge.files import VIDEO_SUFFIXES
 
 log = logging.getLogger("fetalplanes.live")
 

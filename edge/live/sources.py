@@ -25,9 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from edge.errors import FetalPlanesError
-
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".ts")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp")
+from edge.files import IMAGE_SUFFIXES
 
 
 @dataclass

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from edge.cli import add_command
+from edge.cli_args import add_out, add_threads
 from edge.errors import EXIT_FAILURE
 
 
@@ -48,10 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             f"Steps: {', '.join(STEPS)}. The report lists the command that redoes each step with your own data."
         ),
     )
-    p.add_argument("--out", default="demo_run", help="folder for everything the demo makes (default demo_run)")
+    add_out(p, "folder for everything the demo makes (default demo_run)", required=False, default="demo_run", metavar="DIR")
     p.add_argument("--force", action="store_true", help="redo every step, even those already done")
     p.add_argument("--steps", default=None, metavar="A,B",
                    help=f"redo only these steps (and run what they need that is not done yet); of: {','.join(STEPS)}")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default 10)")
-    p.add_argument("--threads", type=int, default=None, help="threads for inference and timing (default 2)")
+    add_threads(p, default=None, help="ONNX Runtime threads for inference and timing (default 2)")
     p.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # tests: tiny scale, seconds

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from edge.cli import add_command
+from edge.cli_args import add_data, add_model, add_out, add_providers, add_quiet
 from fetaldata.splits import SPLITS
 from edge.labels import TASKS
 
@@ -59,16 +60,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "metrics.md, predictions.csv and confusion matrices (counts and row percentages)."
         ),
     )
-    p.add_argument("--model", required=True, help="checkpoint (.pt), ONNX file (.onnx) or TensorRT engine (.engine/.plan)")
-    p.add_argument("--data", required=True, help="FETAL_PLANES_DB folder (FETAL_PLANES_DB_data.csv and Images/)")
+    add_model(p, required=True, checkpoint=True)
+    add_data(p)
     p.add_argument("--split", choices=SPLITS, default="test", help="which patients (default: test, the CSV's Train=0)")
     p.add_argument("--task", choices=sorted(TASKS), default=None,
                    help="must equal the model's task if given (default: the model's own)")
-    p.add_argument("--out", default=None, help="report folder (default: <model stem>-eval-<split>/ beside the model)")
+    add_out(p, "report folder (default: <model stem>-eval-<split>/ beside the model)", required=False, metavar="DIR")
     p.add_argument("--batch-size", type=int, default=32, help="images per inference batch (default: 32)")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val patient split (as in training; default 0)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of training patients in val (default 0.1)")
     p.add_argument("--max-images", type=int, default=None, help="evaluate at most this many images (stratified)")
-    p.add_argument("--providers", default=None, help="ONNX Runtime providers, comma-separated: cpu,cuda,tensorrt")
+    add_providers(p)
     p.add_argument("--skip-missing", action="store_true", help="evaluate the images present, skipping missing files")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p, "no progress bar")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from edge.cli import add_command
+from edge.cli_args import add_data, add_out, add_torch_device
 
 NAMES = ("table2", "table3", "table4", "fig5", "fig4", "fig3", "all")
 
@@ -47,8 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("name", choices=NAMES, help="which table or figure")
-    p.add_argument("--data", required=True, help="FETAL_PLANES_DB folder (FETAL_PLANES_DB_data.csv and Images/)")
-    p.add_argument("--out", required=True, help="study folder (one sub-folder per experiment; reused to resume)")
+    add_data(p)
+    add_out(p, "study folder (one sub-folder per experiment; reused to resume)", metavar="DIR")
     p.add_argument("--quick", action="store_true",
                    help="tiny scale: 48 images per split, 32 px, 1 epoch, mobilenet_v3_small, no pre-training")
     p.add_argument("--archs", nargs="+", default=None,
@@ -60,6 +61,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", type=int, default=None, help="input pixels (default: 224, 299 for inception_v3; quick 32)")
     p.add_argument("--pretrained", default=None, help="imagenet (default), none, or a weights file")
     p.add_argument("--max-per-split", type=int, default=None, help="cap images per split (stratified)")
-    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
+    add_torch_device(p, default=None)
     p.add_argument("--workers", type=int, default=None, help="data-loading workers")
     p.add_argument("--no-speed", action="store_true", help="table2: skip the FP32/INT8 speed measurement")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from edge.cli import add_command
+from edge.cli_args import add_data, add_out
 from fetaldata.splits import SPLITS
 from edge.errors import EXIT_FAILURE
 
@@ -41,11 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--checkpoint", required=True, help="checkpoint of `fetalplanes train` (RUN_DIR/best.pt)")
-    p.add_argument("--out", required=True, help="the ONNX file to write (model.onnx); a .export.json report goes beside")
+    add_out(p, "the ONNX file to write (model.onnx); a .export.json report goes beside", metavar="FILE")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17: TensorRT 8.5+ reads it)")
     p.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default="auto",
                    help="PyTorch exporter (default auto: TorchScript-based, falling back to dynamo)")
-    p.add_argument("--data", default=None, help="FETAL_PLANES_DB folder: compare on its images (default: phantom images)")
+    add_data(p, required=False, use="compare on its images (default: phantom images)")
     p.add_argument("--split", choices=SPLITS, default="test", help="split of --data to take images from (default test)")
     p.add_argument("--samples", type=int, default=16, help="images to compare on (default 16)")
     p.add_argument("--atol", type=float, default=1e-3, help="absolute tolerance on logits (default 1e-3)")

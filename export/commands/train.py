@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from edge.cli import add_command
+from edge.cli_args import add_data, add_out, add_torch_device, positive_int
 from edge.errors import FetalPlanesError
 from edge.labels import TASKS
 from edge.modelinfo import GRAY_MODES, INTERPOLATIONS, NORMALIZATIONS, parse_input_size
@@ -16,13 +17,6 @@ def run(args: argparse.Namespace) -> int:
     best = train(config_from_args(args))
     print(f"best checkpoint: {best}")
     return 0
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not >= 1")
-    return value
 
 
 def _image_size(text: str) -> int | list[int]:
@@ -49,8 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Several GPUs: torchrun --nproc_per_node N $(which fetalplanes) train ... (DDP)."
         ),
     )
-    p.add_argument("--data", required=True, help="FETAL_PLANES_DB folder (FETAL_PLANES_DB_data.csv and Images/)")
-    p.add_argument("--out", required=True, help="run folder (created); holds the checkpoints and metrics")
+    add_data(p)
+    add_out(p, "run folder (created); holds the checkpoints and metrics", metavar="RUN_DIR")
     p.add_argument("--task", choices=sorted(TASKS), default="planes", help="planes (6 classes) or brain (4); default planes")
     p.add_argument("--arch", default="mobilenet_v3_small",
                    help="torchvision model name: mobilenet_v3_small (default), mobilenet_v3_large, mobilenet_v2, "
@@ -61,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--freeze-backbone", action="store_true", help="train the last layers (classifier) only")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no data augmentation")
     p.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
-    p.add_argument("--max-train-patients", type=_positive_int, default=None,
+    p.add_argument("--max-train-patients", type=positive_int, default=None,
                    help="use only the first N training patients (learning curves)")
     p.add_argument("--image-size", type=_image_size, default=None, metavar="PX|ROWSxCOLS",
                    help="input size in px: 224 (square) or ROWSxCOLUMNS, e.g. 224x288 (default 224, 299 for inception_v3)")
@@ -71,10 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="colour images to gray: luma (default, OpenCV) or mean (of the channels)")
     p.add_argument("--interpolation", choices=INTERPOLATIONS, default="area",
                    help="resizing: area (default; INTER_AREA when shrinking) or linear (always bilinear)")
-    p.add_argument("--epochs", type=_positive_int, default=15, help="maximum number of epochs (default 15)")
-    p.add_argument("--patience", type=_positive_int, default=5,
+    p.add_argument("--epochs", type=positive_int, default=15, help="maximum number of epochs (default 15)")
+    p.add_argument("--patience", type=positive_int, default=5,
                    help="early stopping: epochs without a better validation loss (default 5)")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="batch size per process (default 32)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="batch size per process (default 32)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay (default 0)")
     p.add_argument("--workers", type=int, default=2, help="data-loading processes (default 2; 0: in-process)")
@@ -83,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of training patients used for validation")
     p.add_argument("--bn-batches", type=int, default=100,
                    help="training batches for the BatchNorm statistics before each validation (default 100; 0: all)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    add_torch_device(p)
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from its last.pt")
     p.add_argument("--no-cache", dest="cache", action="store_false", help="decode images on every access")
     p.add_argument("--progress", dest="progress", action="store_true", default=None,

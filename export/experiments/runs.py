@@ -21,6 +21,7 @@ from fetaldata import FetalPlanesDB, Sample, SplitConfig
 from fetaldata.fetal_planes_db import CSV_NAME, IMAGES_DIR
 from fetaldata.splits import fingerprint
 from edge.errors import EXIT_FAILURE, FetalPlanesError
+from export.checkpoint import code_version
 from export.experiments.config import ExperimentConfig, RunSpec, check_name
 
 #: (spec, training data folder, trainer's run folder, config) -> the best checkpoint (or any model file).
@@ -31,21 +32,6 @@ Evaluations = dict[str, Callable[[Sample], bool] | None]
 
 def log(message: str) -> None:
     print(f"[experiment] {message}", file=sys.stderr, flush=True)
-
-
-def _code_version() -> str:
-    try:
-        from edge import __version__
-    except ImportError:  # pragma: no cover
-        __version__ = "?"
-    head = Path(__file__).resolve().parents[2] / ".git" / "HEAD"
-    try:
-        ref = head.read_text().strip()
-        if ref.startswith("ref: "):
-            ref = (head.parent / ref[5:]).read_text().strip()
-        return f"{__version__}+{ref[:12]}"
-    except OSError:
-        return __version__
 
 
 def dataset_provenance(data_dir: Path, config: SplitConfig) -> dict[str, Any]:
@@ -144,7 +130,7 @@ def run_subrun(
         "spec_key": spec.key(),
         "seed": spec.seed,
         "dataset": provenance,
-        "code_version": _code_version(),
+        "code_version": code_version(),
         "quick": config.quick,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -19,7 +19,8 @@ from calibration.tensorrt_build import (
     plan_build,
 )
 from edge.backends import open_runner
-from edge.backends.engine_sidecar import load_sidecar, sha256_file
+from edge.backends.engine_sidecar import load_sidecar
+from edge.files import sha256_file
 from edge.backends.onnxruntime_runner import OnnxRuntimeRunner
 from edge.cli import main
 from edge.errors import FetalPlanesError

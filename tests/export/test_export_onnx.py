@@ -15,7 +15,7 @@ from edge.cli import main  # noqa: E402
 from edge.errors import FetalPlanesError  # noqa: E402
 from edge.modelinfo import METADATA_KEY  # noqa: E402
 from edge.preprocess import read_gray  # noqa: E402
-from export.checkpoint import file_sha256  # noqa: E402
+from edge.files import sha256_file  # noqa: E402
 from export.models import load_checkpoint  # noqa: E402
 from export.onnx_export import _compare, export_onnx  # noqa: E402
 from export.torch_runner import TorchRunner  # noqa: E402
@@ -40,7 +40,7 @@ def test_train_evaluate_export_on_the_phantom(trained_run, phantom_db, tmp_path,
     _, ck_info, _ = load_checkpoint(trained_run)
     assert info.labels == ck_info.labels and info.task == "planes" and info.arch == ck_info.arch
     assert (info.input_size, info.mean, info.std) == (ck_info.input_size, ck_info.mean, ck_info.std)
-    assert info.checkpoint_sha256 == file_sha256(trained_run)
+    assert info.checkpoint_sha256 == sha256_file(trained_run)
     assert info.dataset_fingerprint == ck_info.dataset_fingerprint and info.input_name == "input"
     model = onnx.load(str(out))
     onnx.checker.check_model(model, full_check=True)

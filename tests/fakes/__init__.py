@@ -37,7 +37,8 @@ def build_fake_engine(onnx_path, engine_path, trt, max_batch: int = 4):
     """Serialize an FP32 "engine" with the STAND-IN builder and write its sidecar (independent of calibration/)."""
     from pathlib import Path
 
-    from edge.backends.engine_sidecar import EngineSidecar, sha256_file, write_sidecar
+    from edge.backends.engine_sidecar import EngineSidecar, write_sidecar
+    from edge.files import sha256_file
     from edge.modelinfo import read_onnx_metadata
 
     info = read_onnx_metadata(str(onnx_path))

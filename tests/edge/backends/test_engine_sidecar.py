@@ -8,11 +8,11 @@ import shutil
 import pytest
 
 from edge.backends import read_model_info
+from edge.files import sha256_file
 from edge.backends.engine_sidecar import (
     EngineSidecar,
     load_sidecar,
     read_sidecar_info,
-    sha256_file,
     sidecar_mismatches,
     sidecar_path,
     verify_sidecar,

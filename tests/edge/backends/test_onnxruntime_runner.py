@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edge.backends import open_runner
-from edge.live.cli import overrides_from_args
+from edge.commands.run import overrides_from_args
 from edge.live.config import load_run_config
 
 

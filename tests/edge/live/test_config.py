@@ -4,7 +4,7 @@ import pytest
 
 from edge.cli import build_parser
 from edge.errors import FetalPlanesError
-from edge.live.cli import overrides_from_args
+from edge.commands.run import overrides_from_args
 from edge.live.config import load_run_config
 
 BOX_TOML = """

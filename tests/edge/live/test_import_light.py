@@ -11,7 +11,7 @@ import sys
 for name in ("torch", "torchvision", "tensorrt", "pycuda", "pycuda.driver", "fetaldata", "calibration", "export"):
     sys.modules[name] = None  # any import of these now raises ImportError
 import edge, edge.live
-import edge.live.loop, edge.live.cli, edge.live.classify, edge.live.config
+import edge.live.loop, edge.commands.run, edge.commands.classify, edge.live.classify, edge.live.config
 import edge.live.capture, edge.live.outputs, edge.live.overlay, edge.live.sources, edge.live.status
 import edge.live.temporal, edge.live.rotation
 from edge.cli import build_parser

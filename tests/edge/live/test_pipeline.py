@@ -180,7 +180,7 @@ def test_stop_ends_both_threads_and_flushes(tiny_onnx, tmp_path):
 def test_no_pipeline_flag_and_config_default():
     import argparse
 
-    from edge.live.cli import overrides_from_args, register
+    from edge.commands.run import overrides_from_args, register
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="cmd")

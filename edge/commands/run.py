@@ -1,14 +1,12 @@
-"""`fetalplanes run` (the live loop) and `fetalplanes classify` (archives). Imports light."""
+"""`fetalplanes run`: the live loop's command line (arguments -> RunConfig overrides). Imports light."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import sys
 
 from edge.cli import add_command
-from edge.errors import EXIT_FAILURE
+from edge.cli_args import add_model, add_providers, add_quiet, add_threads, setup_logging
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--config", metavar="FILE", help="box settings (TOML, or YAML with PyYAML); flags override it")
-    p.add_argument("--model", help="model file (.onnx, or .engine/.plan for TensorRT)")
+    add_model(p)
     p.add_argument("--input", "-i", help="source URI (see above)")
     p.add_argument("--output", "-o", action="append", metavar="URI", help="output URI; repeat for several (replaces the config file's list)")
     p.add_argument("--roi", metavar="X,Y,W,H", help="the image sector in pixels; default: detect it")
@@ -56,8 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--max-frames", type=int, help="stop after this many frames")
     g.add_argument("--max-seconds", type=float, help="stop after this many seconds")
-    g.add_argument("--providers", help="ONNX Runtime providers in order, comma-separated (cpu, cuda, tensorrt)")
-    g.add_argument("--threads", type=int, help="ONNX Runtime threads (0 = its default)")
+    add_providers(g)
+    add_threads(g, default=None)
     g.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=None,
                    help="prepare the next frame (sector crop + preprocessing) in a second thread while one is inferred "
                         "(default: on; --no-pipeline does every stage in one thread)")
@@ -65,28 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="let ONNX Runtime's threads spin-wait between frames (default: off, which leaves the cores "
                         "to capture and preprocessing; on can shave a little latency on an otherwise idle box)")
     g.add_argument("--summary-json", metavar="FILE", help="also write the end-of-run summary as JSON")
-    g.add_argument("--quiet", "-q", action="store_true", help="only warnings and the summary")
-
-    c = add_command(
-        subparsers,
-        "classify",
-        "Classify archived images (PNG/JPEG, DICOM with pydicom) into a CSV, one row per image, sorted by exam.",
-        _classify,
-        "fetalplanes classify archive/ 'more/*.png' --model model.int8.onnx --out results.csv",
-    )
-    c.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or quoted globs")
-    c.add_argument("--model", required=True, help="model file (.onnx or .engine)")
-    c.add_argument("--out", required=True, help="CSV to write ('-' for the terminal)")
-    c.add_argument("--batch", type=int, default=16, help="images per inference batch (default 16)")
-
-
-def _setup_logging(quiet: bool) -> None:
-    root = logging.getLogger("fetalplanes")
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("fetalplanes: %(levelname)s: %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    add_quiet(g, "only warnings and the summary", short=True)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
@@ -127,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     from edge.live.config import load_run_config
     from edge.live.loop import run_loop
 
-    _setup_logging(args.quiet)
+    setup_logging(args.quiet)
     config = load_run_config(args.config, overrides_from_args(args))
     summary = run_loop(config)
     print(summary.format())
@@ -135,16 +112,3 @@ def _run(args: argparse.Namespace) -> int:
         with open(args.summary_json, "w", encoding="utf-8") as f:
             json.dump(summary.to_dict(), f, indent=1)
     return summary.exit_code
-
-
-def _classify(args: argparse.Namespace) -> int:
-    from edge.live.classify import classify_paths
-
-    _setup_logging(False)
-    result = classify_paths(args.paths, args.model, args.out, batch=max(1, args.batch))
-    where = "" if args.out == "-" else f" -> {args.out}"
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(result.counts.items()))
-    print(f"{len(result.rows)} images, {result.exams} exams, {result.errors} unreadable{where}", file=sys.stderr)
-    if counts:
-        print(f"labels: {counts}", file=sys.stderr)
-    return EXIT_FAILURE if result.errors and result.errors == len(result.rows) else 0
