@@ -18,13 +18,13 @@ from typing import Iterable
 import numpy as np
 
 from edge.errors import FetalPlanesError
+from edge.filetypes import is_image
 from edge.labels import BRAIN, BRAIN_OTHER, NOT_A_BRAIN, PLANES
 
 CSV_NAME = "FETAL_PLANES_DB_data.csv"
 IMAGES_DIR = "Images"
 COLUMNS = ("Image_name", "Patient_num", "Plane", "Brain_plane", "Operator", "US_Machine", "Train")
 BRAIN_PLANE_VALUES = set(BRAIN) | {BRAIN_OTHER}
-IMAGE_SUFFIXES = (".png", ".PNG", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -91,10 +91,8 @@ def read_csv(csv_path: str | Path) -> list[Record]:
             )
         v = {c: row[i].strip() for c, i in idx.items()}
         name = v["Image_name"]
-        for suffix in IMAGE_SUFFIXES:
-            if name.endswith(suffix):
-                name = name[: -len(suffix)]
-                break
+        if is_image(name):  # a name given with its extension (any case)
+            name = name[: -len(Path(name).suffix)]
         if not name:
             raise _fail(csv_path, lineno, "empty Image_name", "fill in the image's file name (without .png)")
         if name in seen:
