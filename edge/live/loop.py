@@ -333,6 +333,7 @@ class LiveSession:
         self._last_banner = 0.0
         self._next_log = float("inf")
         self._closed = False
+        self._exit_code: int | None = None
 
     # --- opening -------------------------------------------------------------
     def open_outputs(self, fps: float = 30.0, extra: Sequence[Output] = ()) -> None:
@@ -343,8 +344,9 @@ class LiveSession:
         self.outputs.extend(extra)
         self.summary.outputs = [o.describe() for o in self.outputs]
         if c.status:
-            self.status = StatusWriter(c.status, self.snapshot, c.status_interval_s)
-            self.status.check()
+            status = StatusWriter(c.status, self.snapshot, c.status_interval_s)
+            status.check()
+            self.status = status
 
     def start(self) -> None:
         """The clock of ``max_seconds`` and of the progress log starts now."""
@@ -591,6 +593,7 @@ class LiveSession:
             "model": s.model,
             "output_failures": dict(s.output_failures),
             "input_truncated": s.input_truncated,
+            "exit_code": self._exit_code,  # None while running
         }
 
     # --- closing -------------------------------------------------------------------
@@ -628,8 +631,9 @@ class LiveSession:
             if s.exit_code == 0 and (s.output_failures or s.input_truncated):
                 s.exit_code = EXIT_FAILURE
             if self.state != "failed":
-                self.state = "finished" if s.end_reason.startswith("end of input") and s.exit_code == 0 else (
-                    "stopped" if s.exit_code in (0, 130) else "failed")
+                self.state = "finished" if s.end_reason == "end of input" else (
+                    "stopped" if s.exit_code in (0, 130) or s.output_failures or s.input_truncated else "failed")
+            self._exit_code = s.exit_code
             self.heartbeat(force=True)  # the final state, also after a failure
         return s
 
