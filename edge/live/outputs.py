@@ -160,14 +160,14 @@ class JsonlOutput(Output):
         try:
             while done < len(data):
                 done += os.write(self._fd, data[done:])
-        except OSError:
+        except OSError as exc:
             if done:  # never leave half a line: cut the file back to the last whole one
                 try:
                     os.ftruncate(self._fd, self.size)
                     os.lseek(self._fd, self.size, os.SEEK_SET)
                 except OSError:  # pragma: no cover - truncating needs no space; nothing more to do
                     pass
-            raise
+            raise OSError(exc.errno, f"{exc.strerror or exc} after {self.lines} whole records") from exc
         self.size += len(data)
         self.lines += 1
         if self.rotator.due(self.size):
