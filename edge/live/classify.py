@@ -10,17 +10,20 @@ from the folder the image is in; DICOM files carry it in their header
 from __future__ import annotations
 
 import csv
+import errno
 import glob
 import logging
+import os
 import re
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from edge.errors import FetalPlanesError
+from edge.errors import EXIT_FAILURE, FetalPlanesError
 from edge.live.sources import IMAGE_SUFFIXES, natural_key
 
 log = logging.getLogger("fetalplanes.classify")
@@ -183,27 +186,62 @@ def classify_files(files: Sequence[Path], runner: Any, batch: int = 16) -> Class
     return result
 
 
-def write_csv(rows: Iterable[dict[str, Any]], out: str | Path) -> None:
-    """Write rows (columns: exam, file, label, confidence, top1..top3 with _p, width, height, error)."""
+def _columns() -> list[str]:
     columns = ["exam", "file", "label", "confidence"]
     for k in range(1, TOP_K + 1):
         columns += [f"top{k}", f"top{k}_p"]
-    columns += ["width", "height", "error"]
+    return columns + ["width", "height", "error"]
+
+
+def check_csv_writable(out: str | Path) -> None:
+    """Before any work: the CSV's folder takes a file (a FetalPlanesError, exit 2, naming it if not)."""
     if str(out) == "-":
-        f = sys.stdout
-        close = False
-    else:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        f = open(out, "w", newline="", encoding="utf-8")
-        close = True
+        return
+    path = Path(out)
     try:
-        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        for row in rows:
-            w.writerow(row)
-    finally:
-        if close:
-            f.close()
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise FetalPlanesError(f"--out {out}: cannot write ({exc.strerror or exc})", hint="choose a writable path for the CSV") from None
+
+
+def write_csv(rows: Iterable[dict[str, Any]], out: str | Path) -> None:
+    """Write rows (columns: exam, file, label, confidence, top1..top3 with _p, width, height, error).
+
+    A file is written beside ``out`` and renamed over it when complete, so a full disk never leaves a
+    half CSV; a failure is a FetalPlanesError (exit 1) naming the file.
+    """
+    if str(out) == "-":
+        _write_rows(sys.stdout, rows)
+        return
+    path = Path(out)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            _write_rows(f, rows)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise FetalPlanesError(
+            f"--out {out}: cannot write the results ({exc.strerror or exc}); nothing was written",
+            hint="free space or choose another --out, and run again",
+            exit_code=EXIT_FAILURE,
+        ) from None
+
+
+def _write_rows(f: Any, rows: Iterable[dict[str, Any]]) -> None:
+    w = csv.DictWriter(f, fieldnames=_columns(), extrasaction="ignore")
+    w.writeheader()
+    for row in rows:
+        w.writerow(row)
 
 
 def classify_paths(paths: Sequence[str], model: str, out: str, batch: int = 16, providers: Sequence[str] = ("cpu",)) -> ClassifyResult:
@@ -211,6 +249,7 @@ def classify_paths(paths: Sequence[str], model: str, out: str, batch: int = 16, 
     from edge.backends import open_runner
     from edge.backends.loader import model_kind
 
+    check_csv_writable(out)
     files = find_images(paths)
     if not files:
         raise FetalPlanesError(

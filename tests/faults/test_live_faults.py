@@ -386,3 +386,31 @@ def test_unopenable_output_leaves_the_model_closed(tiny_onnx):
     with pytest.raises(FetalPlanesError) as err:
         run_loop(config(tiny_onnx, outputs=["/proc/x.mp4"]), source_factory=lambda: Frames(5), runner=runner)
     assert err.value.exit_code == 2 and calls == [1]
+
+
+# ----------------------------------------------------------------------------- classify --out
+def test_classify_unwritable_out_exits_2_before_any_work(tiny_onnx, tmp_path, capsys, monkeypatch):
+    import edge.live.classify as classify_mod
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((40, 40), 128, np.uint8))
+    monkeypatch.setattr(classify_mod, "classify_files", lambda *a, **k: pytest.fail("classified before checking --out"))
+    assert main(["classify", str(tmp_path / "a.png"), "--model", str(tiny_onnx), "--out", "/proc/x.csv"]) == 2
+    err = capsys.readouterr().err
+    assert "/proc/x.csv" in err and "cannot write" in err and "Traceback" not in err
+
+
+def test_classify_disk_full_at_the_end_leaves_no_half_csv(tiny_onnx, tmp_path, capsys, monkeypatch):
+    import edge.live.classify as classify_mod
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((40, 40), 128, np.uint8))
+    out = tmp_path / "res.csv"
+    out.write_text("previous results\n")
+
+    def full(f, rows):
+        f.write("exam,file\n")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(classify_mod, "_write_rows", full)
+    assert main(["classify", str(tmp_path / "a.png"), "--model", str(tiny_onnx), "--out", str(out)]) == 1
+    assert "No space left" in capsys.readouterr().err
+    assert out.read_text() == "previous results\n" and sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "res.csv"]
