@@ -10,13 +10,11 @@ from the folder the image is in; DICOM files carry it in their header
 from __future__ import annotations
 
 import csv
-import errno
 import glob
 import logging
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -24,6 +22,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from edge.errors import EXIT_FAILURE, FetalPlanesError
+from edge.live.outputs import check_file_writable
 from edge.live.sources import IMAGE_SUFFIXES, natural_key
 
 log = logging.getLogger("fetalplanes.classify")
@@ -193,22 +192,6 @@ def _columns() -> list[str]:
     return columns + ["width", "height", "error"]
 
 
-def check_csv_writable(out: str | Path) -> None:
-    """Before any work: the CSV's folder takes a file (a FetalPlanesError, exit 2, naming it if not)."""
-    if str(out) == "-":
-        return
-    path = Path(out)
-    try:
-        if path.is_dir():
-            raise IsADirectoryError(errno.EISDIR, "is a folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        raise FetalPlanesError(f"--out {out}: cannot write ({exc.strerror or exc})", hint="choose a writable path for the CSV") from None
-
-
 def write_csv(rows: Iterable[dict[str, Any]], out: str | Path) -> None:
     """Write rows (columns: exam, file, label, confidence, top1..top3 with _p, width, height, error).
 
@@ -249,7 +232,8 @@ def classify_paths(paths: Sequence[str], model: str, out: str, batch: int = 16, 
     from edge.backends import open_runner
     from edge.backends.loader import model_kind
 
-    check_csv_writable(out)
+    if str(out) != "-":
+        check_file_writable(out, f"--out {out}")
     files = find_images(paths)
     if not files:
         raise FetalPlanesError(

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,23 @@ class Output:
 
     def describe(self) -> str:
         return f"{self.spec.kind}:{self.spec.location}"
+
+
+def check_file_writable(path: str | Path, what: str) -> None:
+    """Before any work: ``path``'s folder takes a new file (created if missing); a FetalPlanesError (exit 2) naming it if not.
+
+    ``what`` names the file for the message (e.g. ``"--out results.csv"``). Nothing is left behind.
+    """
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "it is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise FetalPlanesError(f"{what}: cannot write ({exc.strerror or exc})", hint="choose a writable path (a folder this user may write to)") from None
 
 
 def _make_parent(path: Path, what: str) -> None:

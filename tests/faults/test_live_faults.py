@@ -414,3 +414,10 @@ def test_classify_disk_full_at_the_end_leaves_no_half_csv(tiny_onnx, tmp_path, c
     assert main(["classify", str(tmp_path / "a.png"), "--model", str(tiny_onnx), "--out", str(out)]) == 1
     assert "No space left" in capsys.readouterr().err
     assert out.read_text() == "previous results\n" and sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "res.csv"]
+
+
+def test_unwritable_summary_json_exits_2_before_the_first_frame(tiny_onnx, tmp_path, capsys):
+    clip = write_clip(tmp_path / "in.avi", frames=5)
+    assert main(["run", "--model", str(tiny_onnx), "-i", str(clip), "-q", "--summary-json", "/proc/s.json"]) == 2
+    err = capsys.readouterr().err
+    assert "--summary-json /proc/s.json: cannot write" in err and "Traceback" not in err
