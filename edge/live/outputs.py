@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -288,6 +289,7 @@ class VideoOutput(Output):
         self.codec = spec.options.get("codec") or codec
         _make_parent(self.path, "recording")
         self._check_writable()
+        self._keep_stale_partial()
         self.rotator = Rotator(self.path, rotation or RotationConfig())
         if self.rotator.config.enabled:
             self.rotator.archive_current()
@@ -298,12 +300,28 @@ class VideoOutput(Output):
         self.frames_in_file = 0
         self._since_check = 0
 
+    def _keep_stale_partial(self) -> None:
+        """A previous run's unfinished recording is renamed aside (with its time), never overwritten."""
+        if not self.partial.exists():
+            return
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.partial.stat().st_mtime))
+        aside = self.path.with_name(f"{self.path.stem}.incomplete-{stamp}{self.path.suffix}")
+        try:
+            os.replace(self.partial, aside)
+        except OSError as exc:
+            raise FetalPlanesError(f"recording {self.path}: cannot move the previous unfinished {self.partial.name} aside ({exc.strerror})",
+                                   hint="move or delete it by hand") from None
+        message = f"kept a previous run's unfinished recording as {aside.name}"
+        self.messages.append(message)
+        log.warning(message)
+
     def _check_writable(self) -> None:
         """Before the first frame: the folder takes a file and OpenCV can encode into it (exit 2 if not)."""
+        probe = self.path.with_name(f".{self.path.stem}.probe{self.path.suffix}")
         try:
-            with open(self.partial, "wb"):
+            with open(probe, "wb"):
                 pass
-            writer, _, message = open_video_writer(self.partial, (64, 64), self.fps, self.codec)
+            writer, _, message = open_video_writer(probe, (64, 64), self.fps, self.codec)
             writer.release()
         except OSError as exc:
             raise FetalPlanesError(
@@ -314,7 +332,7 @@ class VideoOutput(Output):
             raise FetalPlanesError(f"recording {self.path}: {exc.message}", hint=exc.hint) from None
         finally:
             try:
-                self.partial.unlink()
+                probe.unlink()
             except OSError:
                 pass
         if message:

@@ -363,6 +363,15 @@ def test_signal_during_run_leaves_valid_files(tiny_onnx, tmp_path, sig, code):
         assert st["state"] == "stopped" and st["exit_code"] == code and st["frames"] == len(lines)
 
 
+def test_a_previous_unfinished_recording_is_kept_aside(tiny_onnx, tmp_path):
+    (tmp_path / "rec.incomplete.avi").write_bytes(b"previous run, killed")
+    s = run_loop(config(tiny_onnx, outputs=[str(tmp_path / "rec.avi")]), source_factory=lambda: Frames(5))
+    aside = list(tmp_path.glob("rec.incomplete-*.avi"))
+    assert len(aside) == 1 and aside[0].read_bytes() == b"previous run, killed"
+    assert count_frames(tmp_path / "rec.avi") == 5 and not (tmp_path / "rec.incomplete.avi").exists()
+    assert any("kept a previous run's unfinished recording" in m for m in s.messages) and s.exit_code == 0
+
+
 # ----------------------------------------------------------------------------- the session on its own
 def test_session_step_without_a_loop(tiny_onnx, tmp_path):
     """LiveSession.step(frame) -> record: what benchmarks and tests can drive without threads."""
