@@ -12,8 +12,6 @@ here; their presence is probed through :mod:`edge.sysinfo`.
 
 from __future__ import annotations
 
-import glob
-import json
 import os
 import shutil
 import sys
@@ -25,11 +23,9 @@ from typing import Any, Callable
 
 from edge import sysinfo
 from edge.errors import EXIT_FAILURE, EXIT_OK, FetalPlanesError
-from edge.files import IMAGE_SUFFIXES
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "FAIL"
 REQUIRED = ("numpy", "cv2", "onnxruntime")
-STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
 @dataclass
@@ -247,67 +243,6 @@ def check_opencv(build: dict[str, Any], origin: str, is_jetson: bool) -> list[Fi
 # --------------------------------------------------------------------------- capture source
 
 
-@dataclass
-class CaptureTarget:
-    """A capture source as OpenCV opens it: kind (device, file, stream, gstreamer, images) and target."""
-
-    kind: str
-    target: str | int
-    api: str = "ANY"  # name of the cv2.CAP_* backend to request
-
-
-def parse_input(text: str) -> CaptureTarget:
-    """Interpret an --input (device index, /dev/videoN, v4l2://, file:// or path, rtsp://, GStreamer pipeline, image folder/glob)."""
-    s = text.strip()
-    if not s:
-        raise FetalPlanesError("--input is empty", hint="give a device (/dev/video0), a video file, an rtsp:// URI or a GStreamer pipeline")
-    if s.isdigit():
-        return CaptureTarget("device", int(s), "V4L2" if sys.platform.startswith("linux") else "ANY")
-    if s.startswith("v4l2://"):
-        dev = s[len("v4l2://"):] or "/dev/video0"
-        return CaptureTarget("device", int(dev) if dev.isdigit() else dev, "V4L2")
-    if s.startswith("/dev/video"):
-        return CaptureTarget("device", s, "V4L2")
-    if s.startswith("gst://") or " ! " in s:
-        return CaptureTarget("gstreamer", s[len("gst://"):] if s.startswith("gst://") else s, "GSTREAMER")
-    if s.startswith(STREAM_SCHEMES):
-        return CaptureTarget("stream", s, "FFMPEG")
-    path = s[len("file://"):] if s.startswith("file://") else s
-    if any(ch in path for ch in "*?["):
-        return CaptureTarget("images", path)
-    p = Path(path)
-    if p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES:
-        return CaptureTarget("images", path)
-    return CaptureTarget("file", path)
-
-
-def _open_capture(target: CaptureTarget) -> tuple[bool, str]:
-    """Open the source and read one frame: (ok, what happened)."""
-    import cv2
-
-    if target.kind == "images":
-        p = Path(str(target.target))
-        files = sorted(str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) if p.is_dir() else sorted(glob.glob(str(target.target)))
-        if not files:
-            return False, f"no images ({', '.join(IMAGE_SUFFIXES)}) found at {target.target}"
-        img = cv2.imread(files[0], cv2.IMREAD_UNCHANGED)
-        if img is None:
-            return False, f"{files[0]} cannot be decoded"
-        return True, f"{len(files)} images, first {img.shape[1]}x{img.shape[0]}"
-    api = getattr(cv2, f"CAP_{target.api}", cv2.CAP_ANY)
-    cap = cv2.VideoCapture(target.target, api)
-    try:
-        if not cap.isOpened():
-            return False, "OpenCV cannot open it"
-        ok, frame = cap.read()
-        if not ok or frame is None:
-            return False, "opened, but no frame could be read"
-        fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-        return True, f"{frame.shape[1]}x{frame.shape[0]}" + (f" at {fps:.3g} fps" if fps > 0 else "") + f" via {cap.getBackendName()}"
-    finally:
-        cap.release()
-
-
 def _with_timeout(fn: Callable[[], tuple[bool, str]], timeout_s: float) -> tuple[bool, str]:
     """Run ``fn`` in a daemon thread; a source that hangs (a dead RTSP camera) counts as failed."""
     result: list[tuple[bool, str]] = []
@@ -324,61 +259,63 @@ def _with_timeout(fn: Callable[[], tuple[bool, str]], timeout_s: float) -> tuple
     return result[0] if result else (False, f"no answer within {timeout_s:g} s")
 
 
-def input_fix(target: CaptureTarget, build: dict[str, Any]) -> str:
-    """What to do when a source does not open."""
-    if target.kind == "device":
+def input_fix(spec: Any, build: dict[str, Any]) -> str:
+    """What to do when a source (an :class:`edge.live.sources.SourceSpec`) does not open."""
+    if spec.kind == "v4l2":
         return "check the cable and the capture card: ls /dev/video*; v4l2-ctl --list-devices; v4l2-ctl -d DEV --list-formats-ext; the service user must be in group 'video'"
-    if target.kind == "gstreamer":
+    if spec.kind == "gstreamer":
         if not build.get("gstreamer"):
             return "this OpenCV has no GStreamer: on Jetson use the system OpenCV (see docs/deploy.md); elsewhere give /dev/videoN instead"
         return "test the pipeline alone: gst-launch-1.0 <pipeline with '! fakesink' instead of '! appsink'>"
-    if target.kind == "stream":
+    if spec.kind == "stream":
         return "check the address, network and credentials (try: ffprobe URI)"
-    if target.kind == "file":
+    if spec.kind == "file":
         return "check the path; containers OpenCV reads here: mp4, avi, mov, mkv"
     return "give a folder of PNG/JPEG images or a glob such as 'exam/*.png'"
 
 
 def check_input(text: str, build: dict[str, Any], timeout_s: float = 15.0) -> list[Finding]:
-    """Does the capture source open and deliver one frame?"""
+    """Does the capture source open and deliver one frame? Parsed and opened exactly as `fetalplanes run` does."""
+    from edge.live.sources import parse_source
+
     try:
-        target = parse_input(text)
+        spec = parse_source(text)
     except FetalPlanesError as exc:
         return [Finding("input", FAIL, str(exc.message), exc.hint)]
-    if target.kind == "file" and not Path(str(target.target)).is_file():
-        return [Finding("input", FAIL, f"{target.target}: no such file", input_fix(target, build))]
-    if target.kind == "device" and isinstance(target.target, str) and not Path(target.target).exists():
-        return [Finding("input", FAIL, f"{target.target}: no such device", input_fix(target, build))]
-    if target.kind == "gstreamer" and build and not build.get("gstreamer"):
-        return [Finding("input", FAIL, "the input is a GStreamer pipeline but this OpenCV has no GStreamer", input_fix(target, build))]
-    ok, what = _with_timeout(lambda: _open_and_read(text, target), timeout_s)
+    if spec.kind == "v4l2" and spec.device_index is None and not Path(spec.location).exists():
+        return [Finding("input", FAIL, f"{spec.location}: no such device", input_fix(spec, build))]
+    if spec.kind == "gstreamer" and build and not build.get("gstreamer"):
+        return [Finding("input", FAIL, "the input is a GStreamer pipeline but this OpenCV has no GStreamer", input_fix(spec, build))]
+    ok, what = _with_timeout(lambda: _open_and_read(spec), timeout_s)
     if ok:
-        return [Finding("input", OK, f"{text}: {target.kind} source opens, one frame read: {what}")]
-    return [Finding("input", FAIL, f"{text}: {target.kind} does not deliver frames: {what}", input_fix(target, build))]
+        return [Finding("input", OK, f"{text}: {spec.kind} source opens, one frame read: {what}")]
+    return [Finding("input", FAIL, f"{text}: {spec.kind} does not deliver frames: {what}", input_fix(spec, build))]
 
 
-def _open_and_read(text: str, target: CaptureTarget) -> tuple[bool, str]:
-    """Open the source the way `fetalplanes run` does (edge.live.sources) and read one frame."""
+def _open_and_read(spec: Any) -> tuple[bool, str]:
+    """Open the source with the loop's own opener (edge.live.sources.open_source) and read one frame."""
     try:  # OpenCV's own warnings about a missing device would clutter the table
         import cv2
 
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     except Exception:
         pass
+    from edge.live.sources import open_source
+
     try:
-        from edge.live.sources import open_source
-    except ImportError:  # an install without the live loop: plain OpenCV
-        return _open_capture(target)
-    try:
-        source = open_source(text)
+        source = open_source(spec)
     except FetalPlanesError as exc:
         return False, exc.message
     try:
         ok, frame = source.read()
         if not ok or frame is None:
             return False, "opened, but no frame could be read"
+        what = f"{frame.shape[1]}x{frame.shape[0]}"
+        count = int(getattr(source, "frame_count", 0) or 0)
+        if spec.kind == "images":
+            what = f"{count} images, first {what}"
         fps = getattr(source, "fps", 0.0) or 0.0
-        return True, f"{frame.shape[1]}x{frame.shape[0]}" + (f" at {fps:.3g} fps" if fps > 0 else "")
+        return True, what + (f" at {fps:.3g} fps" if fps > 0 else "") + (f", {count} frames" if spec.kind == "file" and count else "")
     finally:
         source.close()
 
@@ -575,18 +512,17 @@ def to_json(findings: list[Finding], options: DoctorOptions, stamp: dict[str, An
 
 
 def output_dirs(outputs: list[str]) -> list[str]:
-    """Folders that file outputs (video files, jsonl://) write into, in order, without duplicates."""
+    """Folders that file outputs (video files, jsonl://) write into, in order, without duplicates.
+
+    Parsed by the loop's own :func:`edge.live.outputs.parse_output` (a FetalPlanesError for an output it would refuse).
+    """
+    from edge.live.outputs import parse_output
+
     dirs: list[str] = []
     for out in outputs:
-        text = str(out).strip()
-        if text.startswith(("display://", "rtsp://", "rtmp://", "udp://", "tcp://", "http://", "https://")):
-            continue
-        for scheme in ("jsonl://", "file://"):
-            if text.startswith(scheme):
-                text = text[len(scheme):]
-        text = text.split("?", 1)[0]
-        if text:
-            d = str(Path(text).expanduser().absolute().parent)
+        spec = parse_output(out)
+        if spec.kind in ("video", "jsonl") and spec.location:
+            d = str(Path(spec.location).expanduser().absolute().parent)
             if d not in dirs:
                 dirs.append(d)
     return dirs
@@ -606,9 +542,13 @@ def read_box_config(path: str) -> tuple[dict[str, str], list[Finding]]:
         config.validate()
     except FetalPlanesError as exc:
         return {}, [Finding("config", FAIL, f"{path}: {exc.message}", exc.hint)]
-    dirs = output_dirs(config.outputs)
+    try:
+        dirs = output_dirs(config.outputs)
+    except FetalPlanesError as exc:
+        return {}, [Finding("config", FAIL, f"{path}: {exc.message}", exc.hint)]
     if config.status:
-        dirs += [d for d in output_dirs([config.status]) if d not in dirs]
+        status_dir = str(Path(config.status).expanduser().absolute().parent)
+        dirs += [status_dir] if status_dir not in dirs else []
     keys = {"model": config.model, "input": config.input_uri, "record_dir": dirs[0] if dirs else ""}
     detail = f"{path}: valid; outputs {', '.join(config.outputs) or 'none'}" + (f"; status file {config.status}" if config.status else "")
     return {k: v for k, v in keys.items() if v}, [Finding("config", OK, detail)]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 
 from edge.cli import add_command
 from edge.cli_args import add_model, add_providers, add_quiet, add_threads, setup_logging
+from edge.errors import EXIT_FAILURE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -106,9 +107,18 @@ def _run(args: argparse.Namespace) -> int:
 
     setup_logging(args.quiet)
     config = load_run_config(args.config, overrides_from_args(args))
+    if args.summary_json:
+        from edge.live.outputs import check_file_writable
+
+        check_file_writable(args.summary_json, f"--summary-json {args.summary_json}")
     summary = run_loop(config)
     print(summary.format())
     if args.summary_json:
-        with open(args.summary_json, "w", encoding="utf-8") as f:
-            json.dump(summary.to_dict(), f, indent=1)
+        from edge.live.status import write_json_atomic
+
+        try:
+            write_json_atomic(args.summary_json, summary.to_dict())
+        except OSError as exc:
+            print(f"fetalplanes run: error: --summary-json {args.summary_json}: cannot write ({exc.strerror or exc})", file=sys.stderr)
+            return summary.exit_code or EXIT_FAILURE
     return summary.exit_code

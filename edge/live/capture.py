@@ -129,6 +129,7 @@ class CaptureThread(threading.Thread):
         self.reconnects = 0
         self.loops = 0
         self.next_index = 0
+        self.truncated: tuple[int, int] | None = None  # (frames read, frames declared) when a file ended early
         self._backoff = first_backoff_s
         self._halt = threading.Event()
 
@@ -172,6 +173,7 @@ class CaptureThread(threading.Thread):
                         return
                     due = time.perf_counter()
                     continue
+                self._check_length()
                 if self.loop and self.captured > 0 and self.source.rewind():
                     self.loops += 1
                     self.next_index = 0
@@ -192,6 +194,14 @@ class CaptureThread(threading.Thread):
             self.captured += 1
             self.slot.put(frame, wait=self.lossless, stop=self._halt)
         self.state = STATE_STOPPED
+
+    def _check_length(self) -> None:
+        """At the end of a file: fewer frames read than its container declares means a truncated file."""
+        declared = int(getattr(self.source, "frame_count", 0) or 0)
+        read = self.next_index
+        if self.truncated is None and declared > 0 and declared - read > max(1, declared // 100):
+            self.truncated = (read, declared)
+            log.warning("input ended after %d of the %d frames its container declares (truncated or damaged file)", read, declared)
 
     def _reconnect(self) -> bool:
         """Reopen a live source with exponential back-off; False when giving up or stopped."""
@@ -266,6 +276,10 @@ class PrepareThread(threading.Thread):
     @property
     def reconnects(self) -> int:
         return self.upstream.reconnects
+
+    @property
+    def truncated(self) -> tuple[int, int] | None:
+        return self.upstream.truncated
 
     @property
     def dropped(self) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import glob
 import logging
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from edge.errors import FetalPlanesError
+from edge.errors import EXIT_FAILURE, FetalPlanesError
 from edge.files import IMAGE_SUFFIXES
+from edge.live.outputs import check_file_writable
 from edge.live.sources import natural_key
 
 log = logging.getLogger("fetalplanes.classify")
@@ -184,27 +186,46 @@ def classify_files(files: Sequence[Path], runner: Any, batch: int = 16) -> Class
     return result
 
 
-def write_csv(rows: Iterable[dict[str, Any]], out: str | Path) -> None:
-    """Write rows (columns: exam, file, label, confidence, top1..top3 with _p, width, height, error)."""
+def _columns() -> list[str]:
     columns = ["exam", "file", "label", "confidence"]
     for k in range(1, TOP_K + 1):
         columns += [f"top{k}", f"top{k}_p"]
-    columns += ["width", "height", "error"]
+    return columns + ["width", "height", "error"]
+
+
+def write_csv(rows: Iterable[dict[str, Any]], out: str | Path) -> None:
+    """Write rows (columns: exam, file, label, confidence, top1..top3 with _p, width, height, error).
+
+    A file is written beside ``out`` and renamed over it when complete, so a full disk never leaves a
+    half CSV; a failure is a FetalPlanesError (exit 1) naming the file.
+    """
     if str(out) == "-":
-        f = sys.stdout
-        close = False
-    else:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        f = open(out, "w", newline="", encoding="utf-8")
-        close = True
+        _write_rows(sys.stdout, rows)
+        return
+    path = Path(out)
+    tmp = path.with_name(f".{path.name}.partial")
     try:
-        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        for row in rows:
-            w.writerow(row)
-    finally:
-        if close:
-            f.close()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            _write_rows(f, rows)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise FetalPlanesError(
+            f"--out {out}: cannot write the results ({exc.strerror or exc}); nothing was written",
+            hint="free space or choose another --out, and run again",
+            exit_code=EXIT_FAILURE,
+        ) from None
+
+
+def _write_rows(f: Any, rows: Iterable[dict[str, Any]]) -> None:
+    w = csv.DictWriter(f, fieldnames=_columns(), extrasaction="ignore")
+    w.writeheader()
+    for row in rows:
+        w.writerow(row)
 
 
 def classify_paths(paths: Sequence[str], model: str, out: str, batch: int = 16, providers: Sequence[str] = ("cpu",)) -> ClassifyResult:
@@ -212,6 +233,8 @@ def classify_paths(paths: Sequence[str], model: str, out: str, batch: int = 16, 
     from edge.backends import open_runner
     from edge.backends.loader import model_kind
 
+    if str(out) != "-":
+        check_file_writable(out, f"--out {out}")
     files = find_images(paths)
     if not files:
         raise FetalPlanesError(

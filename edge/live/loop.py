@@ -1,7 +1,9 @@
 """The live loop: capture -> sector crop -> preprocess -> infer -> temporal -> overlay -> outputs.
 
 :func:`run_loop` is the Python API (benchmarks and the demo call it);
-`fetalplanes run` is a thin wrapper. Each stage is timed per frame (the last
+`fetalplanes run` is a thin wrapper. The per-frame work lives in :class:`LiveSession`
+(``step(frame) -> record``: the model, sector tracker, temporal logic and outputs of one
+run), so the loop itself is a few lines: take the newest frame, step, until a limit. Each stage is timed per frame (the last
 :data:`TIMING_WINDOW` frames are kept, so memory stays flat over months), and
 capture-to-label latency is measured from the moment the capture thread got the
 frame to the moment its label was decided.
@@ -31,6 +33,7 @@ from edge.live.capture import STATE_FAILED, STATE_RECONNECTING, CaptureThread, F
 from edge.live.config import RunConfig
 from edge.live.outputs import Output, open_output
 from edge.live.overlay import draw_banner, draw_overlay, mask_header
+from edge.live.sector import Box, SectorTracker
 from edge.live.sources import FrameSource, describe_source, open_source, parse_source
 from edge.live.status import StatusWriter
 from edge.live.temporal import TemporalLogic
@@ -101,6 +104,8 @@ class RunSummary:
     model: str = ""
     sector: str = ""  # "detected", "roi" or "full frame (sector detection not installed)"
     outputs: list[str] = field(default_factory=list)
+    output_failures: dict[str, str] = field(default_factory=dict)  # output -> why it stopped being written
+    input_truncated: str = ""  # a file that ended before the frames its container declares
     messages: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,51 +127,16 @@ class RunSummary:
             lines.append(f"  {stage:<10} p50 {s['p50_ms']:8.3f} ms   p99 {s['p99_ms']:8.3f} ms")
         if self.last_error:
             lines.append(f"last error: {self.last_error}")
+        if self.input_truncated:
+            lines.append(f"INPUT TRUNCATED: {self.input_truncated} (exit 1)")
+        for name, why in self.output_failures.items():
+            lines.append(f"OUTPUT FAILED: {name}: {why}")
         lines.extend(self.messages)
         return "\n".join(lines)
 
 
-# --- sector tracking (edge.live.sector is optional until it lands) ------------------
-class _Box:
-    """Stand-in for edge.live.sector.Box when that module is absent."""
-
-    __slots__ = ("x", "y", "w", "h")
-
-    def __init__(self, x: int, y: int, w: int, h: int):
-        self.x, self.y, self.w, self.h = int(x), int(y), int(w), int(h)
-
-    def crop(self, frame: np.ndarray) -> np.ndarray:
-        return frame[self.y : self.y + self.h, self.x : self.x + self.w]
-
-    def as_list(self) -> list[int]:
-        return [self.x, self.y, self.w, self.h]
-
-
-class _FixedTracker:
-    """The ROI (clipped to the frame) or the whole frame, when sector detection is not installed."""
-
-    def __init__(self, roi):
-        self.roi = roi
-        self.layout_changes = 0
-
-    def update(self, frame: np.ndarray) -> _Box:
-        h, w = frame.shape[:2]
-        if self.roi is None:
-            return _Box(0, 0, w, h)
-        x, y, bw, bh = self.roi
-        x, y = min(x, w), min(y, h)
-        return _Box(x, y, min(bw, w - x), min(bh, h - y))
-
-
 def make_tracker(roi) -> tuple[Any, str]:
-    """edge.live.sector.SectorTracker when available, else a fixed ROI / full frame."""
-    try:
-        from edge.live.sector import Box, SectorTracker
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("edge.live.sector",):
-            raise
-        how = "roi" if roi else "full frame (sector detection not installed)"
-        return _FixedTracker(roi), how
+    """The sector tracker (fixed to ``roi`` when given, else detecting the sector) and how the sector is found."""
     return SectorTracker(roi=Box(*roi) if roi else None), ("roi" if roi else "detected")
 
 
@@ -305,6 +275,369 @@ class _Signals:
             signal.signal(sig, handler)
 
 
+# --- the session: one run's state, one frame at a time ------------------------------
+def open_model(config: RunConfig) -> Any:
+    """The runner for ``config.model`` with the run's ONNX Runtime settings (not yet activated)."""
+    from edge.backends import open_runner
+    from edge.backends.loader import model_kind
+
+    options: dict[str, Any] = {}
+    if model_kind(config.model) == "onnx":
+        options = {"providers": list(config.providers), "threads": int(config.threads), "spin": bool(config.spin)}
+    return open_runner(config.model, **options)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", exc)).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+class LiveSession:
+    """One live run: model, sector tracker, temporal logic, outputs, status file, timings, counters.
+
+    ``step(frame) -> record`` labels one frame and writes the record to every output; the loop
+    (:func:`run_loop`), the pipeline's second thread (:meth:`prepare`), benchmarks and tests drive
+    it. Faults of one frame never escape ``step``: a frame to skip or one that fails is counted and
+    None returned (:data:`MAX_CONSECUTIVE_ERRORS` failures in a row raise, exit 1). An output that
+    fails is reported once, closed, and the other outputs go on; the run then ends with exit 1.
+    As a context manager (or with :meth:`close`) it closes the input, the outputs, the status file
+    and the model, and completes :attr:`summary`.
+    """
+
+    def __init__(self, config: RunConfig, runner: Any = None):
+        self.config = config
+        self.runner = runner if runner is not None else open_model(config)
+        self.runner.activate()
+        self.info = self.runner.info
+        self.labels = list(self.info.labels)
+        self.summary = RunSummary(model=str(config.model))
+        self.tracker, self.summary.sector = make_tracker(config.roi)
+        self.temporal = TemporalLogic(self.labels, config.temporal)
+        self.times = StageTimes()
+        self.latency = np.zeros(TIMING_WINDOW, np.float32)
+        self.outputs: list[Output] = []
+        self.status: StatusWriter | None = None
+        self.source: FrameSource | None = None  # closed by close() unless a capture thread took it over
+        self.capture: Any = None  # the CaptureThread / PrepareThread feeding the session (its counters are reported)
+        self.state = "starting"
+        self.taken = 0  # frames taken from the input: labelled, skipped or failed
+        self.consecutive_errors = 0
+        self.hz = 0.0
+        self._failed: set[int] = set()  # id() of outputs that failed
+        self._last = {"label": "", "confidence": 0.0, "state": ""}
+        self._t_start = time.perf_counter()
+        self._t_first: float | None = None
+        self._t_last: float | None = None
+        self._dt_ema = 0.0
+        self._last_shown: np.ndarray | None = None
+        self._last_banner = 0.0
+        self._next_log = float("inf")
+        self._closed = False
+        self._exit_code: int | None = None
+
+    # --- opening -------------------------------------------------------------
+    def open_outputs(self, fps: float = 30.0, extra: Sequence[Output] = ()) -> None:
+        """Open every output and the status file before the first frame; a FetalPlanesError (exit 2) names one that cannot be written."""
+        c = self.config
+        for uri in c.outputs:
+            self.outputs.append(open_output(uri, fps=fps, codec=c.codec or None, rotation=c.rotation))
+        self.outputs.extend(extra)
+        self.summary.outputs = [o.describe() for o in self.outputs]
+        if c.status:
+            status = StatusWriter(c.status, self.snapshot, c.status_interval_s)
+            status.check()
+            self.status = status
+
+    def start(self) -> None:
+        """The clock of ``max_seconds`` and of the progress log starts now."""
+        self._t_start = time.perf_counter()
+        self._next_log = self._t_start + self.config.log_every_s if self.config.log_every_s > 0 else float("inf")
+        self.state = "running"
+
+    def __enter__(self) -> "LiveSession":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is not None:
+            self.summary.last_error = _first_line(exc)
+            self.state = "failed"
+        self.close()
+
+    # --- per frame -------------------------------------------------------------
+    def prepare(self, frame: Frame) -> Prepared:
+        """What the pipeline's second thread runs on each frame (sector, crop, preprocessing, tensor)."""
+        return prepare_frame(frame.image, self.tracker, self.info, make_tensor=True)
+
+    @property
+    def live_outputs(self) -> list[Output]:
+        """The outputs still being written (not failed)."""
+        return [o for o in self.outputs if id(o) not in self._failed]
+
+    def step(self, frame: Frame | np.ndarray) -> dict[str, Any] | None:
+        """Label one frame and write it to every output: the record, or None when skipped or failed."""
+        if not isinstance(frame, Frame):
+            frame = Frame(frame, self.taken, time.perf_counter())
+        self.taken += 1
+        self.state = "running"
+        s, perf = self.summary, time.perf_counter
+        t0 = perf()
+        prep: Prepared = frame.prepared if frame.prepared is not None else prepare_frame(frame.image, self.tracker, self.info)
+        if prep.skip:
+            s.skipped += 1
+            s.skipped_reasons[prep.skip] = s.skipped_reasons.get(prep.skip, 0) + 1
+            return None
+        outputs = self.live_outputs
+        want_frames = any(o.wants_frames for o in outputs)
+        infer_s = [0.0, 0.0]
+        try:
+            if prep.error is not None:
+                raise prep.error
+            t2 = perf()
+            decision = self.temporal.step(prep.thumb, lambda: self._infer(prep, infer_s))
+            t3 = perf()
+            latency = t3 - frame.t_capture
+            shown = self._overlay(prep, decision, latency) if want_frames else None
+            t4 = perf()
+        except Exception as exc:  # one bad frame must not end a months-long run
+            self._frame_failed(frame, exc)
+            return None
+        self.consecutive_errors = 0
+        n = s.frames
+        s.frames += 1
+        self._rate(t3)
+        self._last = {"label": decision.label, "confidence": decision.confidence, "state": decision.state}
+        record = {
+            "t": round(time.time(), 3),
+            "frame": frame.index,
+            "n": n,
+            "label": decision.label,
+            "confidence": round(decision.confidence, 4),
+            "state": decision.state,
+            "probs": {lab: round(float(p), 4) for lab, p in zip(self.labels, decision.probabilities)},
+            "latency_ms": round(latency * 1000.0, 3),
+            "box": prep.box.as_list(),
+            "inferred": decision.inferred,
+        }
+        if decision.event:
+            record["event"] = decision.event
+        for out in outputs:  # each output on its own: one that fails does not stop the others
+            try:
+                out.write(shown if out.wants_frames else None, record)
+            except Exception as exc:
+                self._output_failed(out, exc)
+        t5 = perf()
+
+        self.latency[n % TIMING_WINDOW] = latency * 1000.0
+        t = self.times
+        t.add("sector", prep.sector_s)
+        t.add("preprocess", prep.preprocess_s + infer_s[0])
+        if decision.inferred:
+            t.add("infer", infer_s[1])
+        t.add("temporal", (t3 - t2) - infer_s[0] - infer_s[1])
+        if want_frames:
+            t.add("overlay", t4 - t3)
+        t.add("outputs", t5 - t4)
+        # the work spent on this frame (in the pipeline the sector/preprocess part ran in the other thread)
+        t.add("total", prep.sector_s + prep.preprocess_s + (t5 - t2) if frame.prepared is not None else t5 - t0)
+        self.heartbeat()
+        if t5 >= self._next_log:
+            self._next_log = t5 + self.config.log_every_s
+            log.info("%d frames, %.1f Hz, %s %.0f%% (%s), dropped %d, errors %d", s.frames, self.hz, decision.label,
+                     decision.confidence * 100, decision.state, getattr(self.capture, "dropped", 0), s.errors)
+        return record
+
+    def _infer(self, prep: Prepared, infer_s: list[float]) -> np.ndarray:
+        from edge.preprocess import to_probabilities
+
+        ta = time.perf_counter()
+        x = prep.tensor(self.info)
+        tb = time.perf_counter()
+        p = to_probabilities(self.runner.infer(x), self.info)[0]
+        infer_s[0], infer_s[1] = tb - ta, time.perf_counter() - tb
+        return p
+
+    def _overlay(self, prep: Prepared, decision: Any, latency_s: float) -> np.ndarray:
+        import cv2
+
+        c = self.config
+        image = prep.image
+        shown = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        if c.mask_header:
+            mask_header(shown, c.mask_header)
+        draw_overlay(shown, decision.label, decision.confidence, decision.state, self.hz, latency_s * 1000.0,
+                     prep.box.as_list(), decision.top(3) if c.top3 else None)
+        self._last_shown = shown
+        return shown
+
+    def _rate(self, t: float) -> None:
+        s = self.summary
+        if self._t_last is not None:
+            dt = t - self._t_last
+            self._dt_ema = dt if self._dt_ema == 0.0 else 0.9 * self._dt_ema + 0.1 * dt
+        self._t_first = self._t_first if self._t_first is not None else t
+        self._t_last = t
+        self.hz = 1.0 / self._dt_ema if self._dt_ema > 0 else 0.0
+        s.seconds = self._t_last - self._t_first
+        s.hz = (s.frames - 1) / s.seconds if s.seconds > 0 else 0.0
+
+    def _frame_failed(self, frame: Frame, exc: BaseException) -> None:
+        s = self.summary
+        s.errors += 1
+        self.consecutive_errors += 1
+        s.last_error = _first_line(exc)
+        log.warning("frame %d: %s", frame.index, s.last_error)
+        self.heartbeat()
+        if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
+            raise FetalPlanesError(
+                f"{self.consecutive_errors} frames in a row failed; last error: {s.last_error}",
+                hint="see the log above; check the model and the input",
+                exit_code=EXIT_FAILURE,
+            ) from None
+
+    def _output_failed(self, out: Output, exc: BaseException, closing: bool = False) -> None:
+        """Report an output's failure once; close it; the run goes on without it (and ends with exit 1)."""
+        name, why = out.describe(), _first_line(exc)
+        self._failed.add(id(out))
+        self.summary.output_failures[name] = why
+        log.error("output %s failed: %s; the run goes on without it", name, why)
+        if not closing:
+            try:
+                out.close()  # finalise what it holds (a recording is renamed only if it reads back whole)
+            except Exception as exc2:
+                self.summary.output_failures[name] = f"{why}; {_first_line(exc2)}"
+        self.heartbeat(force=True)
+
+    # --- between frames ----------------------------------------------------------
+    def done(self, stop: threading.Event | None = None) -> bool:
+        """Whether to stop now (asked to, or a limit reached); sets the end reason. Checked on every pass of the loop."""
+        s, c = self.summary, self.config
+        if (stop is not None and stop.is_set()) or any(o.stop_requested for o in self.outputs):
+            s.end_reason = s.end_reason or "stopped"
+        elif c.max_frames and self.taken >= c.max_frames:
+            s.end_reason = "max frames reached"
+        elif c.max_seconds and time.perf_counter() - self._t_start >= c.max_seconds:
+            s.end_reason = "max seconds reached"
+        else:
+            return False
+        return True
+
+    def idle(self) -> None:
+        """No new frame yet: show 'reconnecting' while a live input is lost; keep the heartbeat going."""
+        cap = self.capture
+        if cap is not None and cap.state == STATE_RECONNECTING:
+            self.state = "reconnecting"
+            now = time.perf_counter()
+            if self._last_shown is not None and now - self._last_banner > 0.5:
+                self._last_banner = now
+                banner = draw_banner(self._last_shown.copy(), "input lost - reconnecting ...")
+                for out in self.live_outputs:
+                    if out.wants_frames:
+                        try:
+                            out.show_status(banner)
+                        except Exception as exc:
+                            self._output_failed(out, exc)
+        self.heartbeat()
+
+    def input_ended(self) -> None:
+        """The capture stage finished: end of the file, a live input given up on, or a fault of the pipeline."""
+        cap, s = self.capture, self.summary
+        stage_error = getattr(cap, "stage_error", None)
+        if stage_error is not None:  # a fault of the pipeline's own thread, not of the input
+            raise FetalPlanesError(
+                f"the frame-preparation thread failed: {_first_line(stage_error)}",
+                hint="run again with --no-pipeline to see where it fails, and report it",
+                exit_code=EXIT_FAILURE,
+            ) from stage_error
+        if cap.state == STATE_FAILED:
+            s.last_error = _first_line(cap.error) if cap.error is not None else "input failed"
+            s.end_reason = "input lost"
+            s.exit_code = EXIT_FAILURE
+            s.errors += 1
+        else:
+            s.end_reason = "end of input"
+
+    def interrupted_by(self, signal_name: str) -> None:
+        """A signal stopped the run: SIGINT exits 130, SIGTERM (a service stop) 0."""
+        if signal_name:
+            self.summary.end_reason = f"interrupted ({signal_name})"
+            self.summary.exit_code = 130 if signal_name == "SIGINT" else 0
+
+    def heartbeat(self, force: bool = False) -> None:
+        """Write the status file when due (a failure to write it is reported once, as an output's)."""
+        if self.status is None:
+            return
+        self.status.maybe_write(force=force)
+        if self.status.failed:
+            self.summary.output_failures.setdefault(f"status:{self.status.path}", self.status.failed)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The status file's content."""
+        s, cap, n = self.summary, self.capture, self.summary.frames
+        return {
+            "state": self.state,
+            "frames": n,
+            "hz": round(self.hz, 2),
+            "captured": getattr(cap, "captured", 0),
+            "dropped": getattr(cap, "dropped", 0),
+            "skipped": s.skipped,
+            "errors": s.errors,
+            "last_error": s.last_error,
+            "reconnects": getattr(cap, "reconnects", 0),
+            "layout_changes": int(getattr(self.tracker, "layout_changes", 0)),
+            "stored_planes": self.temporal.stored_planes,
+            "label": self._last["label"],
+            "label_state": self._last["state"],
+            "confidence": round(self._last["confidence"], 4),
+            "latency_ms": round(float(self.latency[(n - 1) % TIMING_WINDOW]), 3) if n else None,
+            "source": s.source,
+            "model": s.model,
+            "output_failures": dict(s.output_failures),
+            "input_truncated": s.input_truncated,
+            "exit_code": self._exit_code,  # None while running
+        }
+
+    # --- closing -------------------------------------------------------------------
+    def close(self) -> RunSummary:
+        """Stop the input, close every output (recordings finalised), the model and the status file; the summary."""
+        if self._closed:
+            return self.summary
+        self._closed = True
+        s, cap = self.summary, self.capture
+        try:
+            if cap is not None and cap.ident is not None:
+                cap.stop()
+                cap.join(timeout=5.0)
+            elif self.source is not None:
+                self.source.close()
+            for out in self.live_outputs:
+                try:
+                    out.close()
+                except Exception as exc:  # flush what can be flushed, report the rest
+                    self._output_failed(out, exc, closing=True)
+        finally:
+            self.runner.deactivate()
+            if cap is not None:
+                s.captured, s.dropped, s.reconnects = cap.captured, cap.dropped, cap.reconnects
+                if cap.truncated is not None:
+                    s.input_truncated = f"read {cap.truncated[0]} of the {cap.truncated[1]} frames its container declares"
+            s.layout_changes = int(getattr(self.tracker, "layout_changes", 0))
+            s.stored_planes = self.temporal.stored_planes
+            s.label_changes = self.temporal.label_changes
+            s.inferences = self.temporal.inferences
+            s.stages_ms = self.times.summary()
+            s.latency_ms = _percentiles(self.latency[: min(s.frames, TIMING_WINDOW)])
+            for out in self.outputs:
+                s.messages.extend(out.messages)
+            if s.exit_code == 0 and (s.output_failures or s.input_truncated):
+                s.exit_code = EXIT_FAILURE
+            if self.state != "failed":
+                self.state = "finished" if s.end_reason == "end of input" else (
+                    "stopped" if s.exit_code in (0, 130) or s.output_failures or s.input_truncated else "failed")
+            self._exit_code = s.exit_code
+            self.heartbeat(force=True)  # the final state, also after a failure
+        return s
+
+
 # --- the loop ----------------------------------------------------------------------
 def run_loop(
     config: RunConfig,
@@ -323,303 +656,39 @@ def run_loop(
     """
     config.validate()
     stop = stop_event or threading.Event()
-    summary = RunSummary(model=str(config.model))
-
-    # model
-    if runner is None:
-        from edge.backends import open_runner
-        from edge.backends.loader import model_kind
-
-        options: dict[str, Any] = {}
-        if model_kind(config.model) == "onnx":
-            options = {"providers": list(config.providers), "threads": int(config.threads), "spin": bool(config.spin)}
-        runner = open_runner(config.model, **options)
-    runner.activate()
-    info = runner.info
-    labels = list(info.labels)
-
-    # input
-    if source_factory is None:
-        spec = parse_source(config.input_uri)
-        live = spec.live
-        summary.source = describe_source(spec)
-
-        def source_factory() -> FrameSource:
-            return open_source(spec, config.source)
-    else:
-        live = bool(live)
-        summary.source = "custom source"
-    try:
-        source = source_factory()
-    except BaseException:
-        runner.deactivate()
-        raise
-    native_fps = float(getattr(source, "fps", 0.0) or 0.0)
-    pace_fps = None if live else config.source.pace_fps(native_fps)
-
-    outputs: list[Output] = []
-    capture: CaptureThread | None = None
-    writer: StatusWriter | None = None
-    try:
-        for uri in config.outputs:
-            outputs.append(open_output(uri, fps=native_fps or config.source.fps or 30.0, codec=config.codec or None, rotation=config.rotation))
-        outputs.extend(extra_outputs)
-        summary.outputs = [o.describe() for o in outputs]
-        want_frames = any(o.wants_frames for o in outputs)
-
-        tracker, summary.sector = make_tracker(config.roi)
-        temporal = TemporalLogic(labels, config.temporal)
-        times = StageTimes()
-        latency = np.zeros(TIMING_WINDOW, np.float32)
-        state = {"status": "starting", "label": "", "confidence": 0.0, "label_state": "", "hz": 0.0}
-
-        capture = CaptureThread(
-            source,
-            source_factory,
-            live=bool(live),
-            pace_fps=pace_fps,
-            loop=config.source.loop,
-            reconnect_max_s=config.source.reconnect_max_s,
-            reconnect_tries=config.source.reconnect_tries,
-        )
+    factory, live, described = _input(config, source_factory, live)
+    with LiveSession(config, runner) as session:
+        session.summary.source = described
+        session.source = source = factory()
+        fps = float(getattr(source, "fps", 0.0) or 0.0)
+        session.open_outputs(fps or config.source.fps or 30.0, extra_outputs)
+        src = config.source
+        capture: Any = CaptureThread(source, factory, live=live, pace_fps=None if live else src.pace_fps(fps), loop=src.loop,
+                                     reconnect_max_s=src.reconnect_max_s, reconnect_tries=src.reconnect_tries)
         if config.pipeline:  # the loop reads the second stage exactly like the capture thread
-            capture = PrepareThread(capture, lambda frame: prepare_frame(frame.image, tracker, info, make_tensor=True))
-
-        def snapshot() -> dict[str, Any]:
-            n = summary.frames
-            return {
-                "state": state["status"],
-                "frames": n,
-                "hz": round(state["hz"], 2),
-                "captured": capture.captured,
-                "dropped": capture.dropped,
-                "skipped": summary.skipped,
-                "errors": summary.errors,
-                "last_error": summary.last_error,
-                "reconnects": capture.reconnects,
-                "layout_changes": int(getattr(tracker, "layout_changes", 0)),
-                "stored_planes": temporal.stored_planes,
-                "label": state["label"],
-                "label_state": state["label_state"],
-                "confidence": round(state["confidence"], 4),
-                "latency_ms": round(float(latency[(n - 1) % TIMING_WINDOW]), 3) if n else None,
-                "source": summary.source,
-                "model": summary.model,
-            }
-
-        if config.status:
-            writer = StatusWriter(config.status, snapshot, config.status_interval_s)
-            writer.maybe_write(force=True)
-
+            capture = PrepareThread(capture, session.prepare)
+        session.capture = capture
         with _Signals(stop) as signals:
+            session.start()
             capture.start()
-            state["status"] = "running"
-            _process(config, capture, runner, info, labels, tracker, temporal, outputs, want_frames,
-                     times, latency, state, summary, stop, writer, on_record)
-        if signals.received:
-            summary.end_reason = f"interrupted ({signals.received})"
-            summary.exit_code = 130 if signals.received == "SIGINT" else 0
-        state["status"] = "stopped" if summary.exit_code in (0, 130) else "failed"
-        if summary.end_reason.startswith("end of input"):
-            state["status"] = "finished"
-    except BaseException as exc:
-        summary.last_error = str(getattr(exc, "message", exc))[:300]
-        if "state" in locals():
-            state["status"] = "failed"
-        raise
-    finally:
-        if capture is not None:
-            capture.stop()
-            capture.join(timeout=5.0)
-        else:
-            source.close()
-        for out in outputs:
-            try:
-                out.close()
-            except Exception as exc:  # flush what can be flushed, report the rest
-                summary.errors += 1
-                summary.last_error = f"closing {out.describe()}: {exc}"
-        runner.deactivate()
-        if writer is not None:
-            writer.maybe_write(force=True)  # the final state, also after a failure
-
-    # the numbers
-    if capture is not None:
-        summary.captured = capture.captured
-        summary.dropped = capture.dropped
-        summary.reconnects = capture.reconnects
-    summary.layout_changes = int(getattr(tracker, "layout_changes", 0))
-    summary.stored_planes = temporal.stored_planes
-    summary.label_changes = temporal.label_changes
-    summary.inferences = temporal.inferences
-    summary.stages_ms = times.summary()
-    summary.latency_ms = _percentiles(latency[: min(summary.frames, TIMING_WINDOW)])
-    for out in outputs:
-        summary.messages.extend(out.messages)
-    return summary
+            while not session.done(stop):
+                frame = capture.slot.get(timeout=0.1)
+                if frame is None:
+                    if capture.finished:
+                        session.input_ended()
+                        break
+                    session.idle()
+                    continue
+                record = session.step(frame)
+                if record is not None and on_record is not None:
+                    on_record(record)
+        session.interrupted_by(signals.received)
+    return session.summary
 
 
-def _process(config, capture, runner, info, labels, tracker, temporal, outputs, want_frames,
-             times, latency, state, summary, stop, writer, on_record) -> None:
-    """The per-frame loop proper (runs until the input ends or something says stop)."""
-    import cv2
-
-    from edge.preprocess import to_probabilities
-
-    perf = time.perf_counter
-    t_start = perf()
-    t_first = t_last = None
-    dt_ema = 0.0
-    consecutive_errors = 0
-    last_frame: np.ndarray | None = None
-    last_banner = 0.0
-    next_log = t_start + config.log_every_s if config.log_every_s > 0 else float("inf")
-    jsonl_outputs = [o for o in outputs if not o.wants_frames]
-    frame_outputs = [o for o in outputs if o.wants_frames]
-
-    while True:
-        if stop.is_set() or any(o.stop_requested for o in outputs):
-            summary.end_reason = summary.end_reason or "stopped"
-            return
-        if config.max_seconds and perf() - t_start >= config.max_seconds:
-            summary.end_reason = "max seconds reached"
-            return
-        frame: Frame | None = capture.slot.get(timeout=0.1)
-        if frame is None:
-            if capture.finished:
-                stage_error = getattr(capture, "stage_error", None)
-                if stage_error is not None:  # a fault of the pipeline's own thread, not of the input
-                    raise FetalPlanesError(
-                        f"the frame-preparation thread failed: {getattr(stage_error, 'message', stage_error)}",
-                        hint="run again with --no-pipeline to see where it fails, and report it",
-                        exit_code=EXIT_FAILURE,
-                    ) from stage_error
-                if capture.state == STATE_FAILED:
-                    err = capture.error
-                    summary.last_error = str(getattr(err, "message", err))
-                    summary.end_reason = "input lost"
-                    summary.exit_code = EXIT_FAILURE
-                    summary.errors += 1
-                else:
-                    summary.end_reason = "end of input"
-                return
-            if capture.state == STATE_RECONNECTING:
-                state["status"] = "reconnecting"
-                now = perf()
-                if last_frame is not None and frame_outputs and now - last_banner > 0.5:
-                    last_banner = now
-                    banner = draw_banner(last_frame.copy(), "input lost - reconnecting ...")
-                    for o in frame_outputs:
-                        o.show_status(banner)
-            if writer is not None:
-                writer.maybe_write()
-            continue
-        state["status"] = "running"
-
-        t0 = perf()
-        prep: Prepared = frame.prepared if frame.prepared is not None else prepare_frame(frame.image, tracker, info)
-        if prep.skip:
-            summary.skipped += 1
-            summary.skipped_reasons[prep.skip] = summary.skipped_reasons.get(prep.skip, 0) + 1
-            continue
-        try:
-            if prep.error is not None:
-                raise prep.error
-            image, box, thumb = prep.image, prep.box, prep.thumb
-            t2 = perf()
-            infer_s = [0.0, 0.0]
-
-            def infer() -> np.ndarray:
-                ta = perf()
-                x = prep.tensor(info)
-                tb = perf()
-                p = to_probabilities(runner.infer(x), info)[0]
-                infer_s[0] = tb - ta
-                infer_s[1] = perf() - tb
-                return p
-
-            decision = temporal.step(thumb, infer)
-            t3 = perf()
-            frame_latency = t3 - frame.t_capture
-            n = summary.frames
-            summary.frames += 1
-            consecutive_errors = 0
-
-            if t_last is not None:
-                dt = t3 - t_last
-                dt_ema = dt if dt_ema == 0.0 else 0.9 * dt_ema + 0.1 * dt
-            t_first = t_first if t_first is not None else t3
-            t_last = t3
-            hz = 1.0 / dt_ema if dt_ema > 0 else 0.0
-            state.update(label=decision.label, confidence=decision.confidence, label_state=decision.state, hz=hz)
-            box_list = box.as_list()
-
-            # overlay (only when some output shows frames)
-            shown = None
-            if want_frames:
-                shown = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-                if config.mask_header:
-                    mask_header(shown, config.mask_header)
-                draw_overlay(shown, decision.label, decision.confidence, decision.state, hz, frame_latency * 1000.0,
-                             box_list, decision.top(3) if config.top3 else None)
-                last_frame = shown
-            t4 = perf()
-
-            record = {
-                "t": round(time.time(), 3),
-                "frame": frame.index,
-                "n": n,
-                "label": decision.label,
-                "confidence": round(decision.confidence, 4),
-                "state": decision.state,
-                "probs": {lab: round(float(p), 4) for lab, p in zip(labels, decision.probabilities)},
-                "latency_ms": round(frame_latency * 1000.0, 3),
-                "box": box_list,
-                "inferred": decision.inferred,
-            }
-            if decision.event:
-                record["event"] = decision.event
-            for o in jsonl_outputs:
-                o.write(None, record)
-            for o in frame_outputs:
-                o.write(shown, record)
-            if on_record is not None:
-                on_record(record)
-            t5 = perf()
-        except Exception as exc:  # one bad frame (or a full disk) must not end a months-long run
-            summary.errors += 1
-            consecutive_errors += 1
-            summary.last_error = str(getattr(exc, "message", exc)).strip().splitlines()[0][:300]
-            log.warning("frame %d: %s", frame.index, summary.last_error)
-            if consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
-                raise FetalPlanesError(
-                    f"{consecutive_errors} frames in a row failed; last error: {summary.last_error}",
-                    hint="see the log above; check the model and the input",
-                    exit_code=EXIT_FAILURE,
-                ) from None
-            continue
-
-        latency[n % TIMING_WINDOW] = frame_latency * 1000.0
-        times.add("sector", prep.sector_s)
-        times.add("preprocess", prep.preprocess_s + infer_s[0])
-        if decision.inferred:
-            times.add("infer", infer_s[1])
-        times.add("temporal", (t3 - t2) - infer_s[0] - infer_s[1])
-        if want_frames:
-            times.add("overlay", t4 - t3)
-        times.add("outputs", t5 - t4)
-        # the work spent on this frame (in the pipeline the sector/preprocess part ran in the other thread)
-        times.add("total", prep.sector_s + prep.preprocess_s + (t5 - t2) if frame.prepared is not None else t5 - t0)
-        summary.seconds = (t_last - t_first) if t_first is not None else 0.0
-        summary.hz = (summary.frames - 1) / summary.seconds if summary.seconds > 0 else 0.0
-
-        if writer is not None:
-            writer.maybe_write()
-        if t5 >= next_log:
-            next_log = t5 + config.log_every_s
-            log.info("%d frames, %.1f Hz, %s %.0f%% (%s), dropped %d, errors %d",
-                     summary.frames, hz, decision.label, decision.confidence * 100, decision.state,
-                     capture.dropped, summary.errors)
-        if config.max_frames and summary.frames >= config.max_frames:
-            summary.end_reason = "max frames reached"
-            return
+def _input(config: RunConfig, source_factory: Callable[[], FrameSource] | None, live: bool | None):
+    """(a function opening the source, whether it is live, its description) from the config or the caller."""
+    if source_factory is not None:
+        return source_factory, bool(live), "custom source"
+    spec = parse_source(config.input_uri)
+    return (lambda: open_source(spec, config.source)), spec.live, describe_source(spec)

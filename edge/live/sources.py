@@ -25,7 +25,10 @@ from typing import Protocol
 import numpy as np
 
 from edge.errors import FetalPlanesError
-from edge.files import IMAGE_SUFFIXES
+from edge.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES  # noqa: F401  (re-exported)
+
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
+INPUT_SCHEMES = ("v4l2", "file", *STREAM_SCHEMES)  # what parse_source accepts before "://"
 
 
 @dataclass
@@ -105,11 +108,19 @@ def parse_source(uri: str) -> SourceSpec:
         return SourceSpec("v4l2", text[len("v4l2://"):] or "/dev/video0", live=True)
     if text.startswith("/dev/video"):
         return SourceSpec("v4l2", text, live=True)
-    for scheme in ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://"):
-        if low.startswith(scheme):
+    for scheme in STREAM_SCHEMES:
+        if low.startswith(f"{scheme}://"):
             return SourceSpec("stream", text, live=True)
     if low.startswith("file://"):
         text = text[len("file://"):]
+    else:
+        m = re.match(r"([a-z][a-z0-9+.-]*)://", low)
+        if m:
+            raise FetalPlanesError(
+                f"input {uri!r}: unknown scheme {m.group(1)}",
+                hint=f"valid schemes: {', '.join(s + '://' for s in INPUT_SCHEMES)}; or a path, a device index, "
+                "or a GStreamer pipeline ending in appsink",
+            )
     if _is_glob(text):
         return SourceSpec("images", text, live=False)
     path = Path(text)

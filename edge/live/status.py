@@ -10,6 +10,7 @@ than a few seconds.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge.errors import FetalPlanesError
+
+log = logging.getLogger("fetalplanes.live")
 
 
 def write_json_atomic(path: str | Path, data: dict[str, Any]) -> None:
@@ -37,7 +40,12 @@ def write_json_atomic(path: str | Path, data: dict[str, Any]) -> None:
 
 
 class StatusWriter:
-    """Writes ``snapshot()`` to ``path`` at most every ``interval_s`` seconds (and when forced)."""
+    """Writes ``snapshot()`` to ``path`` at most every ``interval_s`` seconds (and when forced).
+
+    :meth:`check` writes it once and raises a FetalPlanesError (exit 2) if that fails, so an
+    unwritable path is refused before the first frame. Later failures (a full disk) never stop
+    the loop: the first is logged and kept in :attr:`failed`; writing is tried again each interval.
+    """
 
     def __init__(self, path: str | Path, snapshot: Callable[[], dict[str, Any]], interval_s: float = 1.0):
         self.path = Path(path)
@@ -48,26 +56,43 @@ class StatusWriter:
         self.snapshot = snapshot
         self.interval_s = interval_s
         self.writes = 0
+        self.failed = ""  # the first write error after check(), "" if none
         self._last = 0.0
         self.started = time.time()
+
+    def check(self) -> None:
+        """Write now; a FetalPlanesError (exit 2) naming the file if it cannot be written."""
+        try:
+            self._write()
+        except OSError as exc:
+            raise FetalPlanesError(
+                f"status file {self.path}: cannot write ({exc.strerror or exc})",
+                hint="choose a writable --status path (a folder this user may write to)",
+            ) from None
 
     def maybe_write(self, force: bool = False) -> bool:
         now = time.monotonic()
         if not force and now - self._last < self.interval_s:
             return False
-        self._last = now
+        try:
+            self._write()
+        except OSError as exc:  # a full or read-only disk must not stop the loop
+            if not self.failed:
+                self.failed = f"cannot write ({exc.strerror or exc})"
+                log.error("status file %s: %s; the run goes on, writing is retried", self.path, self.failed)
+            return False
+        return True
+
+    def _write(self) -> None:
+        self._last = time.monotonic()
         data = dict(self.snapshot())
         t = time.time()
         data.setdefault("timestamp", round(t, 3))
         data.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t)))
         data.setdefault("pid", os.getpid())
         data.setdefault("started", round(self.started, 3))
-        try:
-            write_json_atomic(self.path, data)
-        except OSError:
-            return False  # a full or read-only disk must not stop the loop; the journal has the log
+        write_json_atomic(self.path, data)
         self.writes += 1
-        return True
 
 
 def read_status(path: str | Path) -> dict[str, Any]:

@@ -369,21 +369,12 @@ def test_disk_check(tmp_path):
 # ----------------------------------------------------------------------------- input and model on real files
 
 
-@pytest.mark.parametrize(
-    "text, kind, target",
-    [
-        ("0", "device", 0),
-        ("/dev/video2", "device", "/dev/video2"),
-        ("v4l2:///dev/video1", "device", "/dev/video1"),
-        ("rtsp://10.0.0.2/stream", "stream", "rtsp://10.0.0.2/stream"),
-        ("v4l2src device=/dev/video0 ! videoconvert ! appsink", "gstreamer", "v4l2src device=/dev/video0 ! videoconvert ! appsink"),
-        ("file:///data/clip.mp4", "file", "/data/clip.mp4"),
-        ("exam/*.png", "images", "exam/*.png"),
-    ],
-)
-def test_parse_input(text, kind, target):
-    t = doctor.parse_input(text)
-    assert (t.kind, t.target) == (kind, target)
+def test_input_is_parsed_by_the_loops_own_parser(tmp_path):
+    # the doctor accepts and refuses exactly what `fetalplanes run` does (edge.live.sources.parse_source)
+    [bad] = doctor.check_input("foo://bar", {})
+    assert bad.status == FAIL and "unknown scheme foo" in bad.detail and "v4l2://" in bad.fix
+    [dev] = doctor.check_input("v4l2:///dev/video97", {})
+    assert dev.status == FAIL and "no such device" in dev.detail
 
 
 def test_input_checks(real_videos, tmp_path):
@@ -476,6 +467,13 @@ def test_cli_reads_the_box_config(tiny_onnx, real_videos, tmp_path, capsys):
     no_model.write_text(f'input = "{real_videos[0]}"\n')
     assert main(["doctor", "--config", str(no_model)]) == 1
     assert "no model given" in capsys.readouterr().out
+
+
+def test_config_with_an_output_run_would_refuse(tmp_path, capsys):
+    cfg = tmp_path / "box.toml"
+    cfg.write_text('model = "m.onnx"\ninput = "0"\noutputs = ["foo://x.mp4"]\n')
+    assert main(["doctor", "--config", str(cfg)]) == 1
+    assert "unknown scheme foo" in capsys.readouterr().out
 
 
 def test_output_dirs(tmp_path):

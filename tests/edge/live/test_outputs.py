@@ -28,6 +28,9 @@ def test_parse_outputs():
     assert parse_output("file://rec.mp4").location == "rec.mp4"
     with pytest.raises(FetalPlanesError, match="unknown kind"):
         parse_output("rec.txt")
+    with pytest.raises(FetalPlanesError, match="unknown scheme foo") as err:
+        parse_output("foo://bar.mp4")
+    assert "jsonl://" in err.value.hint and "display://" in err.value.hint
 
 
 @pytest.mark.parametrize("wanted", ["avc1", "ZZZZ"])
@@ -49,8 +52,17 @@ def test_video_output_handles_gray_bgra_and_size_changes(tmp_path):
     out.write(np.zeros((48, 64), np.uint8), {})  # gray
     out.write(np.zeros((48, 64, 4), np.uint8), {})  # BGRA
     out.write(np.zeros((480, 640, 3), np.uint8), {})  # another size: resized to the file's
+    assert (tmp_path / "o.incomplete.avi").exists() and not (tmp_path / "o.avi").exists()  # marked until closed
     out.close()
     assert out.codec_used == "MJPG" and count_frames(tmp_path / "o.avi") == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.avi"]
+
+
+def test_jsonl_writes_each_line_at_once(tmp_path):
+    out = open_output(f"jsonl://{tmp_path / 'p.jsonl'}")
+    out.write(None, {"frame": 0})
+    assert (tmp_path / "p.jsonl").read_text() == '{"frame":0}\n'  # on disk before close: nothing buffered
+    out.close()
 
 
 def test_video_rotation(tmp_path):
@@ -73,7 +85,6 @@ def test_video_rotation(tmp_path):
 def test_jsonl_rotation_keeps_records(tmp_path):
     rot = RotationConfig(max_file_mb=0.001)
     out = open_output(f"jsonl://{tmp_path / 'p.jsonl'}", rotation=rot)
-    out.flush_s = 0.0
     for i in range(200):
         out.write(None, {"frame": i, "label": "x" * 20})
     out.close()

@@ -12,6 +12,7 @@ from edge.errors import FetalPlanesError
 from edge.live.capture import CaptureThread, PrepareThread
 from edge.live.config import RunConfig
 from edge.live.loop import run_loop
+from edge.live.sector import Box
 
 from live_fakes import EndlessSource, FakeSource, RecordingOutput, moving
 
@@ -139,7 +140,7 @@ def test_per_frame_errors_in_preparation_counted_not_fatal(tiny_onnx, monkeypatc
             self.n += 1
             if self.n % 3 == 0:
                 raise ValueError("simulated tracker fault")
-            return loop_mod._Box(0, 0, frame.shape[1], frame.shape[0])
+            return Box(0, 0, frame.shape[1], frame.shape[0])
 
     monkeypatch.setattr(loop_mod, "make_tracker", lambda roi: (FlakyTracker(), "test"))
     s = run_loop(config(tiny_onnx, pipeline=pipeline), source_factory=lambda: FakeSource(moving(9)))

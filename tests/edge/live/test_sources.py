@@ -29,6 +29,14 @@ def test_parse_files_folders_globs(tmp_path):
     assert parse_source(str(tmp_path / "*.png")).kind == "images"
 
 
+def test_unknown_scheme_names_it_and_the_valid_ones():
+    with pytest.raises(FetalPlanesError) as err:
+        parse_source("foo://bar")
+    assert "unknown scheme foo" in err.value.message and err.value.exit_code == 2
+    for scheme in ("v4l2://", "file://", "rtsp://"):
+        assert scheme in err.value.hint
+
+
 def test_missing_input_names_it():
     with pytest.raises(FetalPlanesError, match="nope.mp4"):
         parse_source("nope.mp4")
