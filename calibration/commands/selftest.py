@@ -304,7 +304,9 @@ def run_selftest(cfg: SelftestConfig) -> SelftestReport:
         try:
             source = onnx
             if row.name == "int8-qdq":
-                source = make_qdq_onnx(onnx, work / "selftest.qdq.onnx", batch)
+                from calibration.quantize_ort import quantize_for_tensorrt  # TensorRT's Q/DQ flavour (issue 16)
+
+                source = quantize_for_tensorrt(onnx, work / "selftest.qdq.onnx", batch)
             sidecar = build_engine(
                 EngineBuildConfig(
                     onnx=str(source),
