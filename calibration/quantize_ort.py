@@ -35,6 +35,18 @@ AUTO = "auto"
 ACTIVATIONS = ("uint8", "int8")
 FLOAT_WEIGHTS = ("auto", "int8", "fp16", "fp32")
 TARGETS = ("cpu", "tensorrt")
+#: ONNX Runtime's ``quantize_static`` options for a Q/DQ file TensorRT's ONNX parser accepts (the options ORT
+#: documents in quantize_static's docstring; the same choice as NVIDIA ModelOpt's TensorRT settings):
+#: biases stay float (ORT's default INT32 bias feeding DequantizeLinear is refused by TensorRT), weights stay
+#: float behind a QuantizeLinear/DequantizeLinear pair (TensorRT 8.x documents FP32 weights for Q/DQ models and
+#: quantizes them itself; per-channel on the output-channel axis, ORT's default per op), one Q/DQ pair per
+#: consumer so TensorRT can fuse each, and Relu/Clip kept so its optimiser sees the float op.
+TENSORRT_QDQ_OPTIONS: dict[str, Any] = {
+    "QuantizeBias": False,
+    "AddQDQPairToWeight": True,
+    "DedicatedQDQPair": True,
+    "QDQKeepRemovableActivations": True,
+}
 
 
 @dataclass
@@ -90,6 +102,12 @@ class QuantizeConfig:
             raise FetalPlanesError(
                 "--target tensorrt needs --activations int8 (TensorRT reads only symmetric int8 Q/DQ)",
                 hint="drop --activations, or use --target cpu for uint8 activations",
+            )
+        if self.target == "tensorrt" and self.float_weight_storage == "int8":
+            raise FetalPlanesError(
+                "--target tensorrt cannot store float-layer weights as int8 (Cast of an INT8 initializer: TensorRT "
+                "reaches INT8 only through DequantizeLinear)",
+                hint="drop --float-layer-weights (TensorRT files keep them fp32), or use fp16",
             )
         if not 50.0 < self.percentile <= 100.0:
             raise FetalPlanesError(f"--percentile {self.percentile} is not in (50, 100]", hint="use e.g. 99.99")
@@ -325,9 +343,10 @@ def quantize_with_ranges(
     extra = {
         "ActivationSymmetric": config.symmetric_activations,
         "WeightSymmetric": True,
-        # TensorRT fuses Q/DQ around Relu/Clip itself; keep them so its optimiser sees the float op.
-        "QDQKeepRemovableActivations": config.target == "tensorrt",
+        "QDQKeepRemovableActivations": False,
     }
+    if config.target == "tensorrt":
+        extra.update(TENSORRT_QDQ_OPTIONS)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -360,6 +379,10 @@ def quantize_with_ranges(
         compress_float_weights(out, out, [n for n in nodes_to_exclude if n not in keep16], storage)
         if keep16 & set(nodes_to_exclude):
             compress_float_weights(out, out, [n for n in nodes_to_exclude if n in keep16], "fp16")
+    if config.target == "tensorrt":
+        from calibration.trt_qdq_check import check_tensorrt_qdq
+
+        check_tensorrt_qdq(out)  # what TensorRT's ONNX parser would refuse, named here instead of on the box
     if not metadata:
         return out
     if info is None:
@@ -372,6 +395,24 @@ def quantize_with_ranges(
     qinfo.extra["quantization"] = setting
     write_info(out, qinfo)
     return out
+
+
+def quantize_for_tensorrt(
+    onnx_path: str | Path, out: str | Path, calibration: np.ndarray, method: str = "minmax", per_channel: bool = True
+) -> Path:
+    """Every layer INT8, in the Q/DQ flavour TensorRT parses: pre-process, calibrate on ``calibration``
+    (N, C, H, W float32, preprocessed), quantize with :data:`TENSORRT_QDQ_OPTIONS`, check with
+    :func:`calibration.trt_qdq_check.check_tensorrt_qdq`. No accuracy search (that is ``fetalplanes quantize``);
+    this is what ``selftest`` builds its ``int8-qdq`` engine from. The fetalplanes metadata is carried over.
+    """
+    config = QuantizeConfig(method=method, target="tensorrt", per_channel=per_channel)
+    config.validate()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="fetalplanes-trt-qdq-") as tmp:
+        prepared = prepare_for_quantization(onnx_path, Path(tmp) / "prepared.onnx")
+        cache = calibrate_ranges(prepared, np.asarray(calibration, np.float32), config, Path(tmp) / "ranges.json")
+        return quantize_with_ranges(prepared, out, cache, config)
 
 
 #: ops whose input 1 is a weight matrix / kernel, and the output-channel axis of that weight

@@ -179,7 +179,9 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
                 sensitivity={r.node: r.score for r in ranking},
                 prune=job.put_back,
                 kl_slack=job.put_back_kl_slack,
-                target_bytes=None if job.size_target is None else int(Path(job.onnx).stat().st_size * job.size_target),
+                # TensorRT files keep float weights behind Q/DQ pairs (TensorRT stores INT8 in the engine): no size goal
+                target_bytes=None if job.size_target is None or config.target == "tensorrt"
+                else int(Path(job.onnx).stat().st_size * job.size_target),
                 min_expected=search_agreement,
             )
             search_info.update(ran=True, tried=result.tried, found=result.holds is not None,

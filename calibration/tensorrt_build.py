@@ -2,12 +2,18 @@
 
 INT8 comes two ways, chosen from the ONNX and the TensorRT version:
 
-* explicit quantization: the ONNX carries Q/DQ nodes (``fetalplanes quantize`` writes
-  them, symmetric int8 for TensorRT); works on TensorRT 8.6, 10.x and 11.x;
+* explicit quantization: the ONNX carries Q/DQ nodes (``fetalplanes quantize --target
+  tensorrt`` writes them in the form TensorRT's parser accepts, checked by
+  :mod:`calibration.trt_qdq_check` before parsing); built on TensorRT 8.6, 10.x and 11.x
+  (JetPack 6.x; JetPack 5.1 ships 8.5.2, which takes the calibrator route);
 * implicit quantization: a plain FP32 ONNX plus an entropy calibrator
   (``IInt8EntropyCalibrator2``) fed with the calibration set and a calibration
   cache; only TensorRT < 11 (JetPack 5/6), since 11 removed calibrators and the
   INT8 builder flag.
+
+On TensorRT < 11 both INT8 routes also set the FP16 flag, as ``trtexec --int8 --fp16``:
+layers left unquantized (the ones the quantize search kept in float, the softmax-free
+head) may then run in FP16 instead of FP32; selftest's tolerance covers the difference.
 
 TensorRT 11 also removed the FP16 builder flag: FP16 there needs an FP16 ONNX
 (ModelOpt AutoCast). tensorrt and pycuda are imported inside the functions that
@@ -28,14 +34,17 @@ from edge import __version__
 from edge.backends.engine_sidecar import EngineSidecar, write_sidecar
 from edge.files import sha256_file
 from edge.backends.tensorrt_runner import gpu_identity, import_pycuda, import_tensorrt, version_tuple
+from edge.backends.tensorrt_versions import QDQ_MIN_VERSION, qdq_refusal_hint
 from edge.errors import EXIT_FAILURE, EXIT_USAGE, FetalPlanesError
 from edge.modelinfo import ModelInfo, read_onnx_metadata
 
 PRECISIONS = ("fp32", "fp16", "int8")
 QDQ_ROUTE = (
-    "quantize the ONNX with Q/DQ nodes first: `fetalplanes quantize --onnx MODEL.onnx --data DIR "
+    "quantize the ONNX with Q/DQ nodes first: `fetalplanes quantize --onnx MODEL.onnx --data DIR --target tensorrt "
     "--out MODEL.int8.onnx`, then `fetalplanes build-engine --onnx MODEL.int8.onnx --precision int8 --out MODEL.engine`"
 )
+#: INT8 builds on TensorRT < 11 also allow FP16 for the layers left unquantized (trtexec --int8 --fp16)
+INT8_FLAGS = ["INT8", "FP16"]
 
 
 @dataclass
@@ -122,18 +131,18 @@ def plan_build(precision: str, tensorrt_version: str, has_qdq: bool, has_fp16_ty
     if precision == "fp16":
         return BuildPlan(mode="fp16-flag", flags=["FP16"], network_flags=net_flags)
     if has_qdq:
-        if version_tuple(tensorrt_version)[:2] < (8, 6):
+        if version_tuple(tensorrt_version)[:2] < QDQ_MIN_VERSION:
             raise FetalPlanesError(
-                f"explicit (Q/DQ) INT8 is supported here from TensorRT 8.6 on; this is {tensorrt_version}",
-                hint="upgrade TensorRT (JetPack 5.1.2+), or build implicit INT8 from the FP32 ONNX with --data",
+                f"fetalplanes builds explicit (Q/DQ) INT8 from TensorRT 8.6 on; this is TensorRT {tensorrt_version}",
+                hint=qdq_refusal_hint(tensorrt_version),
             )
-        return BuildPlan(mode="int8-explicit-qdq", flags=["INT8"], network_flags=net_flags)
+        return BuildPlan(mode="int8-explicit-qdq", flags=list(INT8_FLAGS), network_flags=net_flags)
     if not have_calibration:
         raise FetalPlanesError(
             "--precision int8 from an FP32 ONNX needs calibration images: --data DIR (or an existing --calib-cache FILE)",
             hint="give --data with the FETAL_PLANES_DB folder the model was trained on, or " + QDQ_ROUTE,
         )
-    return BuildPlan(mode="int8-implicit-calibrator", flags=["INT8"], calibrator=True, network_flags=net_flags)
+    return BuildPlan(mode="int8-implicit-calibrator", flags=list(INT8_FLAGS), calibrator=True, network_flags=net_flags)
 
 
 # --- calibration data: batching and cache (pure Python, unit-tested) ---------------------------------
@@ -156,8 +165,10 @@ class CalibrationFeeder:
     """Feeds calibration batches and keeps the calibration cache file; the TensorRT calibrator delegates here.
 
     ``next_batch()`` returns the next float32 batch or None at the end of the data.
-    ``source_sha256`` (of the ONNX) is stamped beside the cache (``<cache>.source``), so
-    that a cache made for another model is refused instead of silently reused.
+    ``source_sha256`` (of the ONNX) and ``tensorrt_version`` are stamped beside the cache
+    (``<cache>.source``), so that a cache made for another model or by another TensorRT
+    (whose cache format TensorRT does not read: it would recalibrate, and with no data fail)
+    is refused clearly instead.
     """
 
     def __init__(
@@ -166,10 +177,12 @@ class CalibrationFeeder:
         batch_size: int,
         cache_path: str | Path | None = None,
         source_sha256: str = "",
+        tensorrt_version: str = "",
     ):
         self.batch_size = int(batch_size)
         self.cache_path = Path(cache_path) if cache_path else None
         self.source_sha256 = source_sha256
+        self.tensorrt_version = tensorrt_version
         self._batches = iter(batches) if batches is not None else iter(())
         self.delivered = 0
 
@@ -194,12 +207,21 @@ class CalibrationFeeder:
         """The cache's bytes if present (None: calibrate from the data); refuses a cache stamped for another ONNX."""
         if not (self.cache_path and self.cache_path.is_file() and self.cache_path.stat().st_size > 0):
             return None
-        stamp = self.stamp_path.read_text().strip() if self.stamp_path.is_file() else ""
+        lines = self.stamp_path.read_text().split() if self.stamp_path.is_file() else []
+        stamp = lines[0] if lines else ""
+        stamp_trt = lines[2] if len(lines) > 2 and lines[1] == "tensorrt" else ""
+        fix = f"delete {self.cache_path} (and {self.stamp_path.name}) to recalibrate, or give another --calib-cache"
         if self.source_sha256 and stamp and stamp != self.source_sha256:
             raise FetalPlanesError(
                 f"{self.cache_path}: calibration cache was made for another model (ONNX sha256 {stamp[:12]}..., "
                 f"this one {self.source_sha256[:12]}...)",
-                hint=f"delete {self.cache_path} (and {self.stamp_path.name}) to recalibrate, or give another --calib-cache",
+                hint=fix,
+            )
+        if self.tensorrt_version and stamp_trt and stamp_trt != self.tensorrt_version:
+            raise FetalPlanesError(
+                f"{self.cache_path}: calibration cache was written by TensorRT {stamp_trt}, this is TensorRT "
+                f"{self.tensorrt_version} (TensorRT reads only its own version's caches)",
+                hint=fix + "; give --data so that it can recalibrate",
             )
         return self.cache_path.read_bytes()
 
@@ -208,7 +230,8 @@ class CalibrationFeeder:
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
             self.cache_path.write_bytes(bytes(cache))
             if self.source_sha256:
-                self.stamp_path.write_text(self.source_sha256 + "\n")
+                trt = f" tensorrt {self.tensorrt_version}" if self.tensorrt_version else ""
+                self.stamp_path.write_text(self.source_sha256 + trt + "\n")
 
 
 def make_entropy_calibrator(trt: Any, cuda: Any, feeder: CalibrationFeeder, input_shape: tuple[int, ...]):
@@ -325,10 +348,9 @@ def build_engine(config: EngineBuildConfig, calibration_data: np.ndarray | None 
     try:
         return _build(trt, cuda, config, info, gpu_name, cc, calibration_data)
     finally:
-        ctx.pop()
         try:
-            ctx.detach()
-        except Exception:
+            ctx.detach()  # while pushed: pycuda releases the primary context and pops it
+        except Exception:  # pycuda.driver.Error: already gone
             pass
 
 
@@ -336,6 +358,7 @@ def _build(trt, cuda, config: EngineBuildConfig, info: ModelInfo, gpu_name: str,
     version = trt.__version__
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
+    _check_qdq_before_parsing(config.onnx, version)
     network, _parser = _parse_onnx(trt, builder, logger, config.onnx)
     has_qdq, has_half = network_properties(trt, network)
     have_cache = bool(config.calib_cache and Path(config.calib_cache).is_file())
@@ -349,7 +372,12 @@ def _build(trt, cuda, config: EngineBuildConfig, info: ModelInfo, gpu_name: str,
     profile = builder.create_optimization_profile()
     for name, s in shapes.items():
         profile.set_shape(name, s["min"], s["opt"], s["max"])
-    bconfig.add_optimization_profile(profile)
+    if bconfig.add_optimization_profile(profile) < 0:
+        raise FetalPlanesError(
+            f"TensorRT {version} refused the optimization profile {shapes} for {config.onnx} (see TensorRT's log)",
+            hint="check --max-batch / --opt-batch against the model's input (a fixed-batch ONNX allows only its batch)",
+            exit_code=EXIT_FAILURE,
+        )
 
     calibrator = None
     if plan.calibrator:
@@ -416,16 +444,41 @@ def _attach_calibrator(trt, cuda, builder, bconfig, network, info, config, calib
         batch = min(batch, data.shape[0])
     elif not have_cache:
         raise FetalPlanesError("implicit INT8 needs --data or an existing --calib-cache", hint=QDQ_ROUTE)
+    net_input = network.get_input(0)
+    static_batch = int(net_input.shape[0]) if len(net_input.shape) and int(net_input.shape[0]) >= 0 else None
+    if static_batch is not None:  # a fixed-batch ONNX: the calibration profile must be that batch
+        batch = static_batch
     input_shape = (batch,) + tuple(info.input_shape(1)[1:])
     feeder = CalibrationFeeder(
-        iter_calibration_batches(data, batch) if data is not None else None, batch, config.calib_cache, sha256_file(config.onnx)
+        iter_calibration_batches(data, batch) if data is not None else None, batch, config.calib_cache,
+        sha256_file(config.onnx), trt.__version__,
     )
     feeder.read_cache()  # refuse a cache made for another model now, not inside TensorRT's callback
     calibrator = make_entropy_calibrator(trt, cuda, feeder, input_shape)
     calib_profile = builder.create_optimization_profile()
-    name = network.get_input(0).name
-    calib_profile.set_shape(name, input_shape, input_shape, input_shape)
+    calib_profile.set_shape(net_input.name, input_shape, input_shape, input_shape)
     bconfig.int8_calibrator = calibrator
-    if hasattr(bconfig, "set_calibration_profile"):
-        bconfig.set_calibration_profile(calib_profile)
+    if hasattr(bconfig, "set_calibration_profile") and bconfig.set_calibration_profile(calib_profile) is False:
+        raise FetalPlanesError(
+            f"TensorRT {trt.__version__} refused the calibration profile {input_shape} for input '{net_input.name}' "
+            f"{tuple(net_input.shape)} (see TensorRT's log)",
+            hint="this is a bug in fetalplanes if the model's input is 4-D (N, C, H, W); please report it",
+            exit_code=EXIT_FAILURE,
+        )
     return calibrator
+
+
+def _check_qdq_before_parsing(onnx_path: str, tensorrt_version: str) -> None:
+    """A Q/DQ file TensorRT's parser would refuse is named here, with the fix, instead of by the parser."""
+    try:
+        import onnx
+    except ImportError:  # the [tensorrt] extra brings onnx; without it TensorRT's parser has the last word
+        return
+    from calibration.trt_qdq_check import check_tensorrt_qdq
+
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception:  # unreadable: TensorRT's parser reports it
+        return
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        check_tensorrt_qdq(model, tensorrt_version, source=str(onnx_path))

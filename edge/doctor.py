@@ -200,6 +200,8 @@ def check_gpu(facts: Facts) -> list[Finding]:
         expected = facts.jetson.get("tensorrt_expected", "")
         if trt and expected and not any(trt.startswith(e.strip().rstrip("x")) for e in expected.replace("or", "/").split("/")):
             out.append(Finding("tensorrt", WARN, f"TensorRT {trt} does not match JetPack's TensorRT {expected}", "use the TensorRT that JetPack installed (sudo apt install python3-libnvinfer); do not pip install tensorrt on a Jetson"))
+        if trt:
+            out.append(_int8_route_finding(trt))
     elif facts.has_gpu:
         fix = "sudo apt install nvidia-tensorrt python3-libnvinfer (JetPack); create the venv with --system-site-packages" if facts.jetson else "install TensorRT's Python package (pip install tensorrt from NVIDIA's index)"
         out.append(Finding("tensorrt", WARN, "GPU present but TensorRT's Python package is not installed: engines cannot be built or run", fix))
@@ -212,6 +214,23 @@ def check_gpu(facts: Facts) -> list[Finding]:
     else:
         out.append(Finding("pycuda", INFO, "pycuda not installed (needs an NVIDIA GPU)"))
     return out
+
+
+def _int8_route_finding(tensorrt_version: str) -> Finding:
+    """How this TensorRT builds INT8 engines (worded by JetPack; see docs/tensorrt.md's table)."""
+    from edge.backends.tensorrt_versions import int8_routes, jetpack_of, qdq_refusal_hint
+
+    routes = int8_routes(tensorrt_version)
+    jp = jetpack_of(tensorrt_version)
+    trt = f"TensorRT {tensorrt_version}" + (f" (JetPack {jp})" if jp else "")
+    if routes == ("calibrator",):
+        return Finding("int8 route", INFO, f"{trt}: INT8 engines are built with the entropy calibrator (Q/DQ from 8.6 on)",
+                       qdq_refusal_hint(tensorrt_version))
+    if routes == ("qdq",):
+        return Finding("int8 route", INFO, f"{trt}: INT8 only from a Q/DQ ONNX (calibrators and the INT8 flag were removed in 11)",
+                       "fetalplanes quantize --target tensorrt, then build-engine --precision int8 from that file")
+    return Finding("int8 route", INFO, f"{trt}: INT8 from the Q/DQ ONNX (`quantize --target tensorrt`, whose report "
+                   "measured the accuracy), or with the entropy calibrator from the FP32 ONNX")
 
 
 def check_opencv(build: dict[str, Any], origin: str, is_jetson: bool) -> list[Finding]:
@@ -373,13 +392,20 @@ def quantize_report_findings(model: str | Path) -> list[Finding]:
     return out
 
 
-def pick_precision(model_kind: str, cpu: sysinfo.CpuInfo, has_gpu: bool, has_tensorrt: bool, compute_capability: str = "") -> tuple[str, str]:
+def pick_precision(
+    model_kind: str, cpu: sysinfo.CpuInfo, has_gpu: bool, has_tensorrt: bool, compute_capability: str = "",
+    tensorrt_version: str = "",
+) -> tuple[str, str]:
     """(precision to deploy, why) from the hardware alone.
 
     GPU + TensorRT: a TensorRT INT8 engine (FP16 on GPUs without INT8 tensor math,
-    compute capability < 6.1). CPU: INT8 when it has VNNI / AMX / Arm dotprod,
-    otherwise FP32, since INT8 without 8-bit dot products gains little or loses.
+    compute capability < 6.1), by the route this TensorRT takes: from the Q/DQ ONNX on
+    8.6+ (JetPack 6), with the entropy calibrator on 8.5 (JetPack 5.1), see
+    :func:`edge.backends.tensorrt_versions.int8_routes`. CPU: INT8 when it has VNNI /
+    AMX / Arm dotprod, otherwise FP32, since INT8 without 8-bit dot products gains little or loses.
     """
+    from edge.backends.tensorrt_versions import int8_routes, jetpack_of
+
     if model_kind == "tensorrt":
         return "TensorRT engine (as built)", "an engine runs only on the GPU and TensorRT version it was built with"
     if has_gpu and has_tensorrt:
@@ -389,7 +415,19 @@ def pick_precision(model_kind: str, cpu: sysinfo.CpuInfo, has_gpu: bool, has_ten
             cc = None
         if cc is not None and cc < 6.1:
             return "TensorRT FP16 engine", f"compute capability {compute_capability} has no fast INT8; build with --precision fp16"
-        return "TensorRT INT8 engine (FP16 as fallback)", "GPU + TensorRT: build the engine on this box from the INT8 (Q/DQ) ONNX"
+        trt = f"TensorRT {tensorrt_version}" if tensorrt_version else "TensorRT"
+        jp = jetpack_of(tensorrt_version) if tensorrt_version else ""
+        trt += f" (JetPack {jp})" if jp else ""
+        if tensorrt_version and int8_routes(tensorrt_version) == ("calibrator",):
+            return (
+                "TensorRT INT8 engine, calibrated (FP16 as fallback)",
+                f"GPU + {trt}: build INT8 with the entropy calibrator from the FP32 ONNX and training images; "
+                "fetalplanes builds from a Q/DQ ONNX only on TensorRT 8.6+ (JetPack 6)",
+            )
+        return (
+            "TensorRT INT8 engine (FP16 as fallback)",
+            f"GPU + {trt}: build the engine on this box from the INT8 Q/DQ ONNX (`fetalplanes quantize --target tensorrt`)",
+        )
     if cpu.int8_dot_product:
         return "ONNX Runtime INT8 (CPU)", f"the CPU has {cpu.isa_summary()}: INT8 kernels use 8-bit dot products, usually faster than FP32 (the quantize report measures it)"
     return "ONNX Runtime FP32 (CPU)", "no VNNI/AMX/Arm dotprod: INT8 gains little or loses on this CPU"
@@ -437,7 +475,7 @@ def check_model(model: str, facts: Facts, measure_s: float = 1.0) -> list[Findin
         out.append(Finding("model load", FAIL, f"{model}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}", "re-export the model; run `fetalplanes doctor --json` and report it"))
         return out
     cc = facts.gpus[0].compute_capability if facts.gpus else ""
-    choice, why = pick_precision(kind, facts.cpu, facts.has_gpu, facts.has_tensorrt, cc)
+    choice, why = pick_precision(kind, facts.cpu, facts.has_gpu, facts.has_tensorrt, cc, facts.libraries.get("tensorrt") or "")
     out.append(Finding("precision", INFO, f"would pick: {choice} - {why}", _precision_fix(choice, model)))
     out += quantize_report_findings(model)
     return out
@@ -445,8 +483,12 @@ def check_model(model: str, facts: Facts, measure_s: float = 1.0) -> list[Findin
 
 def _precision_fix(choice: str, model: str) -> str:
     stem = Path(model).name.split(".")[0]
+    if choice.startswith("TensorRT INT8 engine, calibrated"):
+        return (f"fetalplanes build-engine --onnx {stem}.onnx --precision int8 --data FETAL_PLANES_DB "
+                f"--calib-cache {stem}.calib --out {stem}.engine")
     if choice.startswith("TensorRT INT8"):
-        return f"fetalplanes build-engine --onnx {stem}.int8.onnx --precision int8 --out {stem}.engine"
+        return (f"fetalplanes quantize --onnx {stem}.onnx --data FETAL_PLANES_DB --target tensorrt --out {stem}.int8.onnx, "
+                f"then fetalplanes build-engine --onnx {stem}.int8.onnx --precision int8 --out {stem}.engine")
     if choice.startswith("TensorRT FP16"):
         return f"fetalplanes build-engine --onnx {stem}.onnx --precision fp16 --out {stem}.engine"
     if choice.startswith("ONNX Runtime INT8") and ".int8" not in Path(model).name:

@@ -151,6 +151,54 @@ def test_jetson_recipe_keeps_the_system_opencv_and_tensorrt():
     assert "numpy" in constraints and "<2" in constraints
 
 
+def env_of(ins: list[Instruction]) -> dict[str, str]:
+    """ENV key=value pairs of a Dockerfile, in order, with $VAR / ${VAR} expanded from earlier ones."""
+    import re
+
+    env: dict[str, str] = {}
+    for i in ins:
+        if i.name == "ENV":
+            for part in shlex.split(i.args):
+                key, sep, value = part.partition("=")
+                assert sep, f"line {i.line}: ENV {part} is not key=value"
+                env[key] = re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), ""), value)
+    return env
+
+
+def test_jetson_recipe_builds_pycuda_or_fails():
+    """pycuda has no aarch64 wheel: the image must compile it (toolchain, CUDA on PATH) and stop if it does not."""
+    ins = parse_dockerfile((DEPLOY / "Dockerfile.jetson").read_text())
+    env = env_of(ins)
+    assert env.get("CUDA_ROOT") == "/usr/local/cuda"
+    assert "/usr/local/cuda/bin" in env.get("PATH", "").split(":"), "nvcc must be on PATH for pycuda's build"
+    runs = [i.args for i in ins if i.name == "RUN"]
+    apt = next(r for r in runs if "apt-get install" in r)
+    assert "build-essential" in apt.split() or {"gcc", "g++"} <= set(apt.split()), "pycuda needs a C++ compiler"
+    assert "python3-dev" in apt.split(), "pycuda needs Python's headers"
+    [build] = [r for r in runs if "pycuda" in r]
+    steps = [step.strip() for step in build.split("&&")]
+    install = next(k for k, step in enumerate(steps) if "pip install" in step and "pycuda" in step.split())
+    assert "||" not in build, "a failed pycuda build must fail the image build, not print a warning"
+    assert "stubs" in steps[install], "libcuda is mounted only at run time: link against CUDA's stub"
+    checks = [step for step in steps[install + 1 :] if "pycuda._driver" in step]
+    assert checks and "sys.exit" in checks[0], "after installing, the build must check that pycuda's driver module exists"
+
+def test_jetson_pycuda_check_passes_only_with_a_built_driver_module(tmp_path):
+    ins = parse_dockerfile((DEPLOY / "Dockerfile.jetson").read_text())
+    [build] = [i.args for i in ins if i.name == "RUN" and "pycuda" in i.args]
+    code = shlex.split(next(step for step in build.split("&&") if "pycuda._driver" in step))[-1]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    missing = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert missing.returncode != 0 and "pycuda did not build" in missing.stderr
+    pkg = tmp_path / "pycuda"  # a stand-in for a built pycuda: the package and its compiled driver module
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "_driver.py").write_text("raise ImportError('needs libcuda.so.1, as at image build time')\n")
+    built = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                           env=dict(env, PYTHONPATH=str(tmp_path)))
+    assert built.returncode == 0, built.stderr  # found without importing it (importing needs the GPU)
+
+
 def test_cpu_recipe_installs_the_opencv_extra():
     runs = " ".join(i.args for i in parse_dockerfile((DEPLOY / "Dockerfile.cpu").read_text()) if i.name == "RUN")
     assert '".[opencv]"' in runs or "'.[opencv]'" in runs

@@ -63,7 +63,8 @@ def register(subparsers) -> None:
                         "bisection set's (1.1; guards against a chain of barely-holding put-backs)")
     p.add_argument("--size-target", type=float, default=1 / 3,
                    help="the put-back stops once the INT8 file is at most this fraction of the FP32 file "
-                        "(default 1/3; 0: try every float layer)")
+                        "(default 1/3; 0: try every float layer; not used with --target tensorrt, whose files keep "
+                        "float weights behind Q/DQ pairs)")
     p.add_argument("--val-max-images", type=int, default=None, help="use at most this many validation images")
     add_threads(p, help="ONNX Runtime threads for the timing (0: all usable cores)")
     p.add_argument("--speed-seconds", type=float, default=1.0, help="timing: seconds per file and round (1.0)")

@@ -1,10 +1,15 @@
 """TensorRT engine backend (NVIDIA GPUs, Jetson): pinned host memory, device buffers, one async stream.
 
-Written against TensorRT's documented Python API: the binding API for 8.x
-(``num_bindings`` / ``binding_is_input`` / ``set_binding_shape`` /
-``execute_async_v2``) and the name-based tensor API for 10 and later
+Written against TensorRT's documented Python API: the name-based tensor API
 (``num_io_tensors`` / ``get_tensor_mode`` / ``set_input_shape`` /
-``set_tensor_address`` / ``execute_async_v3``); device memory through pycuda.
+``set_tensor_address`` / ``execute_async_v3``), which TensorRT has from 8.5 on
+(JetPack 5.1's 8.5.2 included), chosen whenever the engine offers it; the binding
+API (``num_bindings`` / ``binding_is_input`` / ``set_binding_shape`` /
+``execute_async_v2``, deprecated in 8.5, removed in 10) only for older engines.
+Device memory through pycuda, on the device's primary context (the one TensorRT's
+CUDA runtime uses): retained and pushed while the runner works, popped between
+calls, detached while pushed when the runner closes (pycuda's pattern: detaching
+a context that is not current is the leak the docs warn about).
 tensorrt and pycuda are imported in :meth:`TensorRTRunner.activate_impl` only.
 
 NOT run on real TensorRT by the project (it cannot be installed where the project
@@ -80,8 +85,26 @@ def version_tuple(version: str) -> tuple[int, ...]:
 
 
 def io_api_for(version: str) -> str:
-    """'bindings' for TensorRT 8.x and older, 'tensors' for 10 and later (bindings were removed in 10)."""
-    return "bindings" if version_tuple(version)[0] < 10 else "tensors"
+    """The I/O API TensorRT documents for a version: 'tensors' from 8.5 on, 'bindings' before (removed in 10).
+
+    Only an expectation for messages and tests: the runner decides by what the engine offers
+    (:func:`io_api_of`)."""
+    return "tensors" if version_tuple(version)[:2] >= (8, 5) else "bindings"
+
+
+def io_api_of(engine: Any, context: Any) -> str:
+    """'tensors' when the engine and its context have the named-tensor API (TensorRT 8.5+), else 'bindings'."""
+    if all(hasattr(engine, a) for a in ("num_io_tensors", "get_tensor_name", "get_tensor_mode")) and all(
+        hasattr(context, a) for a in ("set_input_shape", "set_tensor_address", "execute_async_v3")
+    ):
+        return "tensors"
+    if hasattr(engine, "num_bindings") and hasattr(context, "execute_async_v2"):
+        return "bindings"
+    raise FetalPlanesError(
+        "this TensorRT engine offers neither the tensor API (execute_async_v3) nor the binding API (execute_async_v2)",
+        hint="use TensorRT 8.5 or newer (JetPack 5.1+)",
+        exit_code=EXIT_FAILURE,
+    )
 
 
 def gpu_identity(cuda: Any, device: int = 0) -> tuple[str, str]:
@@ -184,8 +207,7 @@ class TensorRTRunner(Runner):
             self._load(trt, cuda)
         except BaseException:
             self._release()
-            self._cuda_ctx.pop()
-            self._detach()
+            self._detach()  # while pushed: detach also pops it
             raise
         self._cuda_ctx.pop()
 
@@ -202,7 +224,15 @@ class TensorRTRunner(Runner):
             )
         self._engine = engine
         self._context = engine.create_execution_context()
-        self.api = io_api_for(trt.__version__)
+        if self._context is None:  # TensorRT returns None (and logs why) e.g. when GPU memory runs out
+            raise FetalPlanesError(
+                f"{self.path}: TensorRT {trt.__version__} could not create an execution context for this engine "
+                "(see TensorRT's log above; usually the GPU is out of memory)",
+                hint="close other GPU programs (`tegrastats` / `nvidia-smi` show the memory), or rebuild the engine with "
+                "a smaller --max-batch or --workspace-mb",
+                exit_code=EXIT_FAILURE,
+            )
+        self.api = io_api_of(engine, self._context)
         self._io = list_io_tensors(trt, engine, self.api)
         inputs = [t for t in self._io if t.is_input]
         outputs = [t for t in self._io if not t.is_input]
@@ -246,8 +276,7 @@ class TensorRTRunner(Runner):
             try:
                 self._release()
             finally:
-                self._cuda_ctx.pop()
-                self._detach()
+                self._detach()  # while pushed: pycuda detaches and pops it
 
     def _release(self) -> None:
         """Free device buffers, then context and engine (while the CUDA context is current)."""
@@ -262,9 +291,10 @@ class TensorRTRunner(Runner):
         self._runtime = self._logger = None
 
     def _detach(self) -> None:
+        """Release the retained primary context; call while it is current (pycuda pops it then)."""
         try:
             self._cuda_ctx.detach()
-        except Exception:
+        except Exception:  # pycuda.driver.Error: the context is already gone
             pass
         self._cuda_ctx = None
 

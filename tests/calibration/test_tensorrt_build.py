@@ -33,10 +33,11 @@ from tests.fakes import hide_tensorrt, install_fake_tensorrt
     [
         ("fp32", "8.6.1", False, False, "fp32", []),
         ("fp16", "8.6.1", False, False, "fp16-flag", ["FP16"]),
-        ("int8", "8.6.1", True, False, "int8-explicit-qdq", ["INT8"]),
-        ("int8", "8.6.1", False, True, "int8-implicit-calibrator", ["INT8"]),
-        ("int8", "10.3.0", False, True, "int8-implicit-calibrator", ["INT8"]),
-        ("int8", "10.3.0", True, False, "int8-explicit-qdq", ["INT8"]),
+        ("int8", "8.6.1", True, False, "int8-explicit-qdq", ["INT8", "FP16"]),
+        ("int8", "8.6.1", False, True, "int8-implicit-calibrator", ["INT8", "FP16"]),
+        ("int8", "8.5.2", False, True, "int8-implicit-calibrator", ["INT8", "FP16"]),
+        ("int8", "10.3.0", False, True, "int8-implicit-calibrator", ["INT8", "FP16"]),
+        ("int8", "10.3.0", True, False, "int8-explicit-qdq", ["INT8", "FP16"]),
         ("int8", "11.0.0", True, False, "strongly-typed-int8-qdq", []),
         ("fp32", "11.0.0", False, False, "strongly-typed-fp32", []),
     ],
@@ -54,13 +55,14 @@ def test_plan_build_routes(precision, version, qdq, calib, mode, flags):
         ("fp16", "11.1.0", False, False, "removed the FP16 builder flag", "modelopt.onnx.autocast"),
         ("int8", "8.6.1", False, False, "needs calibration images", "--data"),
         ("fp16", "10.3.0", True, False, "already quantized", "--precision int8"),
-        ("int8", "8.5.2", True, False, "from TensorRT 8.6 on", "JetPack"),
+        ("int8", "8.5.2.2", True, False, "from TensorRT 8.6 on", "JetPack 5.1.x ships TensorRT 8.5.2.2"),
     ],
 )
 def test_plan_build_refusals(precision, version, qdq, calib, message, hint):
     with pytest.raises(FetalPlanesError) as err:
         plan_build(precision, version, has_qdq=qdq, has_fp16_types=False, have_calibration=calib)
     assert message in err.value.message and hint in err.value.hint
+    assert "5.1.2" not in err.value.hint  # JetPack 5.1.2 still ships TensorRT 8.5: never the way to Q/DQ
 
 
 # --- calibration batches and cache ---------------------------------------------------------------
@@ -147,16 +149,99 @@ def test_sidecar_records_what_the_build_used(monkeypatch, tmp_path, tiny_onnx):
 
 
 def test_qdq_onnx_builds_explicit_int8_on_8_10_and_11(monkeypatch, tmp_path, tiny_onnx):
-    from calibration.selftest import make_qdq_onnx
+    from calibration.quantize_ort import quantize_for_tensorrt
 
-    qdq = make_qdq_onnx(tiny_onnx, tmp_path / "m.qdq.onnx", _calib(8))
+    qdq = quantize_for_tensorrt(tiny_onnx, tmp_path / "m.qdq.onnx", _calib(8))
     for version, mode in (("8.6.1.6", "int8-explicit-qdq"), ("10.3.0", "int8-explicit-qdq"), ("11.0.0", "strongly-typed-int8-qdq")):
         trt, _ = install_fake_tensorrt(monkeypatch, version)
         out = tmp_path / f"m{version}.engine"
         assert build_engine(EngineBuildConfig(str(qdq), str(out), "int8")).mode == mode
+        assert ("FP16" in trt.build_log[-1]["flags"]) == (version != "11.0.0")  # unquantized layers may run FP16 (< 11)
         x = _calib(5)
         with open_runner(out) as r, OnnxRuntimeRunner(str(qdq)) as o:
             np.testing.assert_allclose(r.infer(x), o.infer(x), atol=1e-5)
+
+
+@pytest.fixture()
+def ort_default_qdq(tiny_onnx, tmp_path):
+    """The Q/DQ file quantize and selftest wrote before issue 16: ORT's defaults, INT32 biases into DequantizeLinear."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    data = _calib(4)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"input": data[i : i + 1]} for i in range(len(data))])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    out = tmp_path / "old.qdq.onnx"
+    quantize_static(str(tiny_onnx), str(out), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8, per_channel=True,
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    return out
+
+
+@pytest.mark.parametrize("version", ["8.6.1.6", "10.3.0", "11.0.0"])
+def test_old_qdq_files_are_refused_by_the_parser_and_named_before_it(monkeypatch, tmp_path, ort_default_qdq, version):
+    trt, _ = install_fake_tensorrt(monkeypatch, version)
+    builder = trt.Builder(trt.Logger())
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if version.startswith("8.") else 0
+    parser = trt.OnnxParser(builder.create_network(flags), None)
+    assert not parser.parse(ort_default_qdq.read_bytes())
+    assert "only activation types allowed as input to this layer" in parser.get_error(0)
+    with pytest.raises(FetalPlanesError) as err:  # build-engine names the problem and the fix before parsing
+        build_engine(EngineBuildConfig(str(ort_default_qdq), str(tmp_path / "m.engine"), "int8"))
+    assert "INT32 bias" in err.value.message and "--target tensorrt" in err.value.hint
+    assert trt.build_log == [] and not (tmp_path / "m.engine").exists()
+
+
+def _static_batch_onnx(make_tiny_onnx, path, batch):
+    import onnx
+
+    src = make_tiny_onnx(path)
+    model = onnx.load(str(src))
+    for vi in list(model.graph.input) + list(model.graph.output):
+        vi.type.tensor_type.shape.dim[0].ClearField("dim_param")
+        vi.type.tensor_type.shape.dim[0].dim_value = batch
+    onnx.save(model, str(src))
+    return src
+
+
+@pytest.mark.parametrize("version", ["8.6.1.6", "10.3.0"])
+def test_implicit_int8_of_a_static_batch_onnx_calibrates_at_that_batch(monkeypatch, tmp_path, make_tiny_onnx, version):
+    trt, _ = install_fake_tensorrt(monkeypatch, version)
+    onnx_path = _static_batch_onnx(make_tiny_onnx, tmp_path / "static.onnx", 2)
+    sc = build_engine(EngineBuildConfig(str(onnx_path), str(tmp_path / "m.engine"), "int8", calib_batch=8), calibration_data=_calib(7))
+    log = trt.build_log[-1]
+    assert "error" not in log and log["calibrator_batch_size"] == 2 and log["calibration_batches"] == 4  # 7 -> 4 x 2
+    assert sc.profile["input"] == {"min": [2, 1, 32, 32], "opt": [2, 1, 32, 32], "max": [2, 1, 32, 32]}
+
+
+def test_profile_return_values_are_checked(monkeypatch, tmp_path, tiny_onnx):
+    trt, _ = install_fake_tensorrt(monkeypatch, "8.6.1.6")
+    config_cls = type(trt.Builder(trt.Logger()).create_builder_config())
+    monkeypatch.setattr(config_cls, "add_optimization_profile", lambda self, profile: -1)
+    with pytest.raises(FetalPlanesError, match="refused the optimization profile"):
+        build_engine(EngineBuildConfig(str(tiny_onnx), str(tmp_path / "m.engine"), "fp16"))
+    monkeypatch.undo()
+    trt, _ = install_fake_tensorrt(monkeypatch, "8.6.1.6")
+    config_cls = type(trt.Builder(trt.Logger()).create_builder_config())
+    monkeypatch.setattr(config_cls, "set_calibration_profile", lambda self, profile: False)
+    with pytest.raises(FetalPlanesError, match="refused the calibration profile"):
+        build_engine(EngineBuildConfig(str(tiny_onnx), str(tmp_path / "m.engine"), "int8"), calibration_data=_calib())
+
+
+def test_a_calibration_cache_from_another_tensorrt_is_refused(monkeypatch, tmp_path, tiny_onnx):
+    cache = tmp_path / "model.calib"
+    install_fake_tensorrt(monkeypatch, "8.6.1.6")
+    build_engine(EngineBuildConfig(str(tiny_onnx), str(tmp_path / "a.engine"), "int8", calib_cache=str(cache)), calibration_data=_calib())
+    assert (tmp_path / "model.calib.source").read_text().split()[1:] == ["tensorrt", "8.6.1.6"]
+    install_fake_tensorrt(monkeypatch, "10.3.0")  # JetPack 6.0 -> 6.1
+    with pytest.raises(FetalPlanesError) as err:
+        build_engine(EngineBuildConfig(str(tiny_onnx), str(tmp_path / "b.engine"), "int8", calib_cache=str(cache)))
+    assert "written by TensorRT 8.6.1.6, this is TensorRT 10.3.0" in err.value.message and "--data" in err.value.hint
 
 
 def test_tensorrt_11_refuses_implicit_int8_before_building(monkeypatch, tmp_path, tiny_onnx):

@@ -520,3 +520,32 @@ def test_doctor_and_sysinfo_import_light():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "trt, jetpack, route, fix",
+    [
+        ("8.5.2.2", "5.1.x", "entropy calibrator (Q/DQ from 8.6 on)", "--data DIR"),
+        ("8.6.2.3", "6.0", "INT8 from the Q/DQ ONNX", ""),
+        ("10.3.0.30", "6.1 / 6.2", "INT8 from the Q/DQ ONNX", ""),
+        ("11.0.0", "", "INT8 only from a Q/DQ ONNX", "--target tensorrt"),
+    ],
+)
+def test_int8_advice_follows_the_tensorrt_version(trt, jetpack, route, fix):
+    """JetPack 5.1 ships TensorRT 8.5.2: no Q/DQ route there, and no "upgrade to JetPack 5.1.2" (it is still 8.5)."""
+    facts = canned_facts(
+        cpu=sysinfo.parse_cpuinfo(CPUINFO_ORIN),
+        gpus=[sysinfo.GpuInfo(name="NVIDIA Jetson AGX Orin (integrated GPU)", compute_capability="8.7")],
+        libraries=dict(ALL_LIBS, tensorrt=trt, pycuda="2024.1"),
+    )
+    [finding] = by_check(doctor.check_gpu(facts), "int8 route")
+    assert route in finding.detail and fix in finding.fix and "5.1.2" not in finding.fix
+    assert (f"JetPack {jetpack}" in finding.detail) == bool(jetpack)
+    choice, why = doctor.pick_precision("onnx", facts.cpu, True, True, "8.7", trt)
+    fix_cmd = doctor._precision_fix(choice, "model.onnx")
+    if trt.startswith("8.5"):
+        assert choice.startswith("TensorRT INT8 engine, calibrated") and "8.6+" in why
+        assert "--onnx model.onnx --precision int8 --data" in fix_cmd and "quantize" not in fix_cmd
+    else:
+        assert choice == "TensorRT INT8 engine (FP16 as fallback)" and "--target tensorrt" in why
+        assert "--target tensorrt" in fix_cmd and "--onnx model.int8.onnx --precision int8" in fix_cmd

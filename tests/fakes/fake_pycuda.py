@@ -4,11 +4,19 @@
 code written against pycuda (pagelocked_empty, mem_alloc, memcpy_*_async, Stream,
 Device, retain_primary_context) can be exercised on a CPU. The fake TensorRT
 engine (fake_tensorrt.py) reads and writes this memory by address.
+
+As in CUDA/pycuda, the stack of current contexts belongs to each thread (a context
+pushed in one thread is not current in another), and ``Context.detach()`` ends the
+context object: detached while current it is also popped (pycuda's documented
+pattern: push, work, detach); detached while not current it is counted in
+``_state["detached_not_current"]`` (pycuda then pushes it itself, and from another
+thread leaks it); a detached context cannot be pushed again.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 import types
 
 import numpy as np
@@ -25,8 +33,15 @@ def make_fake_pycuda(gpu_name: str = "Fake GPU (stand-in)", compute_capability: 
     mod.Error = FakeCudaError
     memory: dict[int, np.ndarray] = {}
     addresses = itertools.count(0x10000, 0x10000)
-    state = {"initialised": False, "context_stack": [], "allocated": 0, "freed": 0}
-    mod._memory, mod._state = memory, state
+    state = {"initialised": False, "allocated": 0, "freed": 0, "detached": 0, "detached_not_current": 0}
+    local = threading.local()
+
+    def stack() -> list:
+        if not hasattr(local, "stack"):
+            local.stack = []
+        return local.stack
+
+    mod._memory, mod._state, mod._context_stack = memory, state, stack
 
     def init():
         state["initialised"] = True
@@ -54,15 +69,29 @@ def make_fake_pycuda(gpu_name: str = "Fake GPU (stand-in)", compute_capability: 
             self.synchronized += 1
 
     class Context:
-        def push(self):
-            state["context_stack"].append(self)
+        def __init__(self):
+            self.valid = True
 
-        def pop(self):
-            assert state["context_stack"], "pop() without push()"
-            state["context_stack"].pop()
+        def push(self):
+            if not self.valid:
+                raise FakeCudaError("cuCtxPushCurrent failed: invalid context (detached)")
+            stack().append(self)
+
+        @staticmethod
+        def pop():  # pycuda: Context.pop() pops whatever context is current in this thread
+            if not stack():
+                raise FakeCudaError("cuCtxPopCurrent failed: no current context in this thread")
+            stack().pop()
 
         def detach(self):
-            state["detached"] = state.get("detached", 0) + 1
+            if not self.valid:
+                raise FakeCudaError("context::detach: cannot detach from invalid context")
+            if stack() and stack()[-1] is self:
+                stack().pop()
+            else:
+                state["detached_not_current"] += 1
+            self.valid = False
+            state["detached"] += 1
 
     class Device:
         def __init__(self, index: int):
@@ -81,8 +110,8 @@ def make_fake_pycuda(gpu_name: str = "Fake GPU (stand-in)", compute_capability: 
             return Context()
 
     def _require_context():
-        if not state["context_stack"]:
-            raise FakeCudaError("no current CUDA context")
+        if not stack():
+            raise FakeCudaError("no current CUDA context in this thread")
 
     def pagelocked_empty(shape, dtype):
         return np.empty(shape, dtype)

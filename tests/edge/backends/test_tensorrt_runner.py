@@ -19,13 +19,14 @@ from edge.backends.tensorrt_runner import TensorRTRunner, io_api_for, version_tu
 from edge.errors import FetalPlanesError
 from tests.fakes import build_fake_engine, hide_tensorrt, install_fake_tensorrt
 
-VERSIONS = ["8.6.1.6", "10.3.0.26", "11.0.0"]
+VERSIONS = ["8.4.3", "8.5.2.2", "8.6.1.6", "10.3.0.26", "11.0.0"]
 
 
 def test_api_choice_by_version():
     assert version_tuple("8.6.1.6") == (8, 6, 1, 6) and version_tuple("10.0.0b6") == (10, 0, 0)
-    assert [io_api_for(v) for v in ("8.5.2", "8.6.1.6", "10.0.1", "10.3.0", "11.0.0")] == [
-        "bindings", "bindings", "tensors", "tensors", "tensors"
+    # TensorRT documents the named-tensor API from 8.5 on (bindings deprecated there, removed in 10)
+    assert [io_api_for(v) for v in ("8.4.3", "8.5.2", "8.6.1.6", "10.0.1", "10.3.0", "11.0.0")] == [
+        "bindings", "tensors", "tensors", "tensors", "tensors", "tensors"
     ]
 
 
@@ -43,16 +44,43 @@ def test_outputs_match_onnxruntime_for_any_batch(monkeypatch, tmp_path, tiny_onn
     runner = open_runner(engine)
     assert isinstance(runner, TensorRTRunner)
     with runner:
-        assert runner.api == io_api_for(version)
+        assert runner.api == io_api_for(version)  # chosen from what the engine offers: 8.5/8.6 have both APIs
         assert runner.max_batch == 4  # from the optimization profile
         for n in (1, 3, 4, 10):  # 10 > max batch: three chunks of 4, 4, 2
             out = runner.infer(batch[:n])
             assert out.dtype == np.float32 and out.shape == (n, 6)
             np.testing.assert_allclose(out, expected[:n], rtol=1e-5, atol=1e-6)
         assert runner._context.executions == 1 + 1 + 1 + 3
-        assert len(cuda._state["context_stack"]) == 0  # every push popped
+        assert cuda._context_stack() == []  # every push popped
     assert cuda._memory == {}  # device buffers freed on deactivate
-    assert cuda._state["detached"] == 1
+    assert cuda._state["detached"] == 1 and cuda._state["detached_not_current"] == 0  # detached while pushed
+    assert cuda._context_stack() == []
+
+
+def test_inference_from_another_thread(monkeypatch, tmp_path, tiny_onnx, batch):
+    """The live loop may infer from a worker thread: CUDA's current context is per thread, so each call pushes."""
+    import threading
+
+    trt, cuda = install_fake_tensorrt(monkeypatch, "10.3.0")
+    engine = build_fake_engine(tiny_onnx, tmp_path / "m.engine", trt)
+    out = {}
+    with TensorRTRunner(str(engine)) as runner, OnnxRuntimeRunner(str(tiny_onnx)) as ort_runner:
+        t = threading.Thread(target=lambda: out.update(y=runner.infer(batch[:3])))
+        t.start()
+        t.join()
+        np.testing.assert_allclose(out["y"], ort_runner.infer(batch[:3]), rtol=1e-5, atol=1e-6)
+
+
+def test_no_execution_context_is_a_clear_error(monkeypatch, tmp_path, tiny_onnx):
+    trt, cuda = install_fake_tensorrt(monkeypatch, "8.6.1.6")
+    engine = build_fake_engine(tiny_onnx, tmp_path / "m.engine", trt)
+    trt.fail_context = True  # what TensorRT does when the GPU memory is exhausted (small Jetsons)
+    runner = TensorRTRunner(str(engine))
+    with pytest.raises(FetalPlanesError) as err:
+        runner.activate()
+    assert "could not create an execution context" in err.value.message and "--max-batch" in err.value.hint
+    assert err.value.exit_code == 1 and not runner.is_active
+    assert cuda._memory == {} and cuda._context_stack() == [] and cuda._state["detached_not_current"] == 0
 
 
 @pytest.mark.parametrize("version", ["8.6.1.6", "10.3.0.26"])
