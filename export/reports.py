@@ -17,7 +17,7 @@ import numpy as np
 
 from edge.errors import FetalPlanesError, require
 from edge.labels import short_name
-from fetaldata.metrics import row_normalize
+from fetaldata.metrics import SMALL_SAMPLE, format_proportion, row_normalize
 
 if TYPE_CHECKING:  # pragma: no cover
     from export.evaluate import EvaluationResult
@@ -90,6 +90,14 @@ def metrics_markdown(result: "EvaluationResult", notice: str | None = None) -> s
         f"{m.n} images" + (f" ({len(result.skipped_images)} missing images skipped)" if result.skipped_images else "")
         + f", {result.images_per_second:.1f} images/s.",
         "",
+    ]
+    if m.n < SMALL_SAMPLE:
+        lines += [
+            f"Top-1 accuracy: **{format_proportion(m.top1_correct, m.n)}**, {m.top1_correct} of {m.n} images "
+            "(Wilson score interval: with so few images the true accuracy may lie anywhere in it).",
+            "",
+        ]
+    lines += [
         "| images | top-1 error (%) | top-3 error (%) | class accuracy (%) mean ± std | macro-F1 | ECE |",
         "|---:|---:|---:|---:|---:|---:|",
         f"| {m.n} | {_pct(m.top1_error)} | {_pct(m.top3_error)} | "
