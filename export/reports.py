@@ -45,9 +45,14 @@ def is_phantom_dataset(data_dir: str | Path) -> bool:
 
 
 def dataset_kind(data_dir: str | Path) -> str:
-    """'phantom' (marker file), 'release' (the published CSV, row for row) or 'other'."""
+    """'phantom' (marker file), 'release' (the published CSV, row for row), 'folder' (a labelled image
+    folder with labels.csv) or 'other'."""
+    from fetaldata.labelled_folder import is_labelled_folder
+
     if is_phantom_dataset(data_dir):
         return "phantom"
+    if is_labelled_folder(data_dir):
+        return "folder"
     try:
         from fetaldata import FetalPlanesDB
 
@@ -64,6 +69,11 @@ def data_notice(data_dir: str | Path, fingerprint: str, skipped: int = 0, kind: 
     if kind == "phantom":
         return (f"**Synthetic phantom data** ({where}): these numbers exercise the code; "
                 "they say nothing about clinical accuracy.")
+    if kind == "folder":
+        return (f"**Labelled image folder** ({where}" + (f"; {skipped} listed images missing" if skipped else "")
+                + "): not FETAL_PLANES_DB and not comparable with the study; no patients, so the split 'test' is "
+                "every image and 'train'/'val' are a seeded hold-out of the same images. Real images only if the "
+                "folder holds real scans; a few hundred images or fewer: read the 95 % interval, not the figure.")
     if kind == "release" and not skipped:
         return f"Data: FETAL_PLANES_DB as released ({where})."
     if kind == "release":

@@ -65,7 +65,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-batch", type=int, default=8, help="largest batch of the profile (min 1; default 8)")
     p.add_argument("--opt-batch", type=int, default=1, help="batch TensorRT tunes for (default 1: the live loop)")
     p.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace limit in MiB (default 1024)")
-    p.add_argument("--data", help="FETAL_PLANES_DB folder for implicit INT8 calibration (training patients only)")
+    p.add_argument("--data", help="FETAL_PLANES_DB folder for implicit INT8 calibration (training patients only), or a labelled folder (labels.csv; its calibration half)")
     p.add_argument("--calib-size", type=int, default=500, help="calibration images (default 500)")
     p.add_argument("--calib-batch", type=int, default=8, help="calibration batch size (default 8)")
     p.add_argument("--calib-cache", help="calibration cache file: read if present, written otherwise")

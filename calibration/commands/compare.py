@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--reference", required=True, type=Path, help="reference model (usually the FP32 .onnx)")
     p.add_argument("--candidate", required=True, type=Path, help="candidate model (.onnx or .engine)")
-    p.add_argument("--data", required=True, type=Path, help="FETAL_PLANES_DB folder (CSV + Images/)")
+    p.add_argument("--data", required=True, type=Path, help="FETAL_PLANES_DB folder (CSV + Images/), or a labelled folder (labels.csv: file,plane; split test = every image, val = the half quantize did not calibrate on)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to compare on (test)")
     p.add_argument("--max-drop", type=float, default=1.0, help="allowed top-1 drop in points (1.0)")
     p.add_argument("--min-agreement", type=float, default=None, help="also require this argmax agreement (e.g. 0.99)")

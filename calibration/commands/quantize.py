@@ -24,7 +24,7 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("--onnx", required=True, type=Path, help="FP32 ONNX model with fetalplanes metadata")
-    p.add_argument("--data", required=True, type=Path, help="FETAL_PLANES_DB folder (CSV + Images/) it was trained on")
+    p.add_argument("--data", required=True, type=Path, help="FETAL_PLANES_DB folder (CSV + Images/) it was trained on, or a labelled folder (labels.csv: file,plane; calibrates on a seeded half, checks on the other)")
     p.add_argument("--out", required=True, type=Path, help="INT8 ONNX file to write (e.g. model.int8.onnx)")
     p.add_argument("--method", default="auto", choices=("auto", "minmax", "entropy", "percentile"),
                    help="activation range calibration (default auto: calibrate with each and keep the one whose fully "

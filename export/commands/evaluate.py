@@ -60,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--model", required=True, help="checkpoint (.pt), ONNX file (.onnx) or TensorRT engine (.engine/.plan)")
-    p.add_argument("--data", required=True, help="FETAL_PLANES_DB folder (FETAL_PLANES_DB_data.csv and Images/)")
+    p.add_argument("--data", required=True, help="FETAL_PLANES_DB folder (FETAL_PLANES_DB_data.csv and Images/), or a "
+                   "labelled folder (labels.csv: file,plane[,brain_plane]; split test = every image)")
     p.add_argument("--split", choices=SPLITS, default="test", help="which patients (default: test, the CSV's Train=0)")
     p.add_argument("--task", choices=sorted(TASKS), default=None,
                    help="must equal the model's task if given (default: the model's own)")

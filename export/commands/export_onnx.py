@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17: TensorRT 8.5+ reads it)")
     p.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default="auto",
                    help="PyTorch exporter (default auto: TorchScript-based, falling back to dynamo)")
-    p.add_argument("--data", default=None, help="FETAL_PLANES_DB folder: compare on its images (default: phantom images)")
+    p.add_argument("--data", default=None, help="FETAL_PLANES_DB folder or labelled folder (labels.csv): compare on its images (default: phantom images)")
     p.add_argument("--split", choices=SPLITS, default="test", help="split of --data to take images from (default test)")
     p.add_argument("--samples", type=int, default=16, help="images to compare on (default 16)")
     p.add_argument("--atol", type=float, default=1e-3, help="absolute tolerance on logits (default 1e-3)")
