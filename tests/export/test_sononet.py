@@ -73,6 +73,9 @@ def test_unknown_variant_lists_the_known_ones():
     with pytest.raises(FetalPlanesError) as e:
         resolve_variant("sononet8")
     assert "sononet8" in e.value.message and "sononet16, sononet32, sononet64" in e.value.hint
+    with pytest.raises(FetalPlanesError) as e:  # as --arch
+        models.resolve_arch("sononet8")
+    assert all(v in e.value.hint for v in ("sononet16", "sononet32", "sononet64"))
 
 
 def test_build_model_and_new_head_for_a_task(fake_release):
@@ -210,3 +213,31 @@ def test_published_sononet16_reads_hc18_heads_as_brain(sononet16_npz, hc18_dir):
     print(f"hc18_sample: {brain}/{len(rows)} Fetal brain ({100 * brain / len(rows):.1f} %, 95 % CI "
           f"{100 * lo:.1f}-{100 * hi:.1f} %)")
     assert brain / len(rows) >= 0.85
+
+
+# --------------------------------------------------------------------------- fine-tuning
+def test_fine_tune_from_the_release_on_the_phantom_then_export(fake_release, phantom_db, tiny, tmp_path):
+    """train --arch sononet16 --pretrained SonoNet16.npz: a new head for the task, the backbone from the file;
+    the checkpoint exports to ONNX and passes the PyTorch-vs-ONNX-Runtime parity check."""
+    from export.models import load_checkpoint
+    from export.onnx_export import export_onnx
+    from export.train import TrainConfig, train
+
+    path, ref = fake_release
+    tiny.update(arch="sononet16", pretrained=str(path), image_size=32)
+    best = train(TrainConfig(data=str(phantom_db), out=str(tmp_path / "run"), epochs=1, **tiny))
+    model, info, ckpt = load_checkpoint(best)
+    assert info.arch == "sononet16" and info.num_classes == 6 and info.input_size == 32
+    assert model.num_classes == 6 and ckpt["model_info"]["extra"]["args"]["pretrained"] == str(path)
+    # one tiny epoch moves the weights a little: they started from the file, not from a random init
+    w, w0 = model.features[0].weight, ref.features[0].weight
+    assert torch.allclose(w, w0, atol=0.05) and not torch.allclose(w, new_sononet("sononet16").features[0].weight, atol=0.05)
+    report = export_onnx(best, tmp_path / "s.onnx", samples=4, check_opencv=False)
+    assert report.passed, report
+
+
+def test_the_real_release_fits_the_training_builder(sononet16_npz):
+    m = models.build_model("sononet16", 4, pretrained=str(sononet16_npz))  # the brain task: 4 classes
+    ref = import_sononet(sononet16_npz)
+    assert m.num_classes == 4 and torch.equal(m.adaptation[0].weight, ref.adaptation[0].weight)
+    assert torch.equal(m.features[0].weight, ref.features[0].weight)
