@@ -170,3 +170,15 @@ def test_classify_results_scored_against_a_folder(folder, tiny_onnx, tmp_path, m
     assert main([str(out), "--data", str(folder), "--json", str(tmp_path / "s.json")]) == 0
     assert json.loads((tmp_path / "s.json").read_text())["images"] == 12
     assert main([str(tmp_path / "nope.csv"), "--data", str(folder)]) == 2
+
+
+def test_quantize_calibrates_on_one_half_and_checks_on_the_other(folder, tiny_onnx, tmp_path):
+    from edge.cli import main
+
+    out = tmp_path / "q" / "tiny.int8.onnx"
+    assert main(["quantize", "--onnx", str(tiny_onnx), "--data", str(folder), "--out", str(out), "--calib-size", "6",
+                 "--method", "minmax", "--no-search", "--speed-seconds", "0.05", "--speed-rounds", "1",
+                 "--agreement-images", "0"]) == 0
+    report = json.loads(out.with_suffix(".quantize.json").read_text())
+    assert report["calibration"]["images"] == 6 and report["calibration"]["split"] == "train"
+    assert report["validation"]["split"] == "val" and report["validation"]["images"] == 6
