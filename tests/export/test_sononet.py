@@ -116,6 +116,23 @@ def test_import_round_trip_reproduces_the_model(fake_release):
     assert bn.eps == 1e-4 and torch.allclose(bn.running_var, ref.features[1].running_var, rtol=1e-5)
 
 
+def test_imported_model_exports_to_onnx_at_224x288(fake_release, tmp_path):
+    """The importer's model through the project's exporter at SonoNet's own non-square input: ORT agrees."""
+    import onnxruntime as ort
+
+    from export.onnx_export import _run_exporter
+
+    path, _ = fake_release
+    m = import_sononet(path)
+    x = torch.randn(3, 1, 224, 288) * 255
+    _run_exporter(m, x[:1], tmp_path / "s.onnx", 17, "auto")
+    sess = ort.InferenceSession(str(tmp_path / "s.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        want = m(x).numpy()
+    assert got.shape == (3, 14) and np.abs(got - want).max() < 1e-3 * max(1.0, np.abs(want).max())
+
+
 def _expect_error(path, *parts, variant="sononet16"):
     with pytest.raises(FetalPlanesError) as e:
         read_release(path, variant)
