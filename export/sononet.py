@@ -51,10 +51,13 @@ EXAMPLE_CROP = (slice(115, 734), slice(81, 874))
 #: per-image standardisation scale: (x - mean) / std * 255
 PER_IMAGE_SCALE = 255.0
 #: ModelInfo fields the contract (edge.modelinfo schema 2) will carry for an imported SonoNet
-#: (for the lead's integration: normalization/gray/interpolation/label_map arrive with the contract)
+#: (for the lead's integration: normalization/gray/interpolation/label_map arrive with the contract).
+#: interpolation "area" (INTER_AREA when shrinking, else bilinear) is closer to the antialiased bilinear
+#: resize of PIL than OpenCV's plain bilinear: hc18_sample 104/120 Fetal brain against 102/120
+#: (benchmarks/results/sononet_real.md); both read 13/13 sononet_examples.
 SONONET_MODEL_INFO = {
     "labels": SONONET_LABELS, "label_map": SONONET_TO_PLANES, "task": "planes", "input_size": list(SONONET_INPUT_HW),
-    "normalization": "per_image", "scale": PER_IMAGE_SCALE, "gray": "mean", "interpolation": "linear",
+    "normalization": "per_image", "scale": PER_IMAGE_SCALE, "gray": "mean", "interpolation": "area",
     "mean": 0.0, "std": 1.0, "channels": 1,
 }
 
