@@ -94,7 +94,7 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
     )
     from calibration.sensitivity import judge, layer_sensitivity, search_exclusions
     from calibration.speed import default_threads, measure_hz
-    from fetaldata import FetalPlanesDB
+    from fetaldata import open_dataset
     from edge.errors import FetalPlanesError
 
     t_start = time.perf_counter()
@@ -108,7 +108,7 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         raise FetalPlanesError(f"--out {job.out} is the input model", hint="give the INT8 file its own name")
     info = read_info(load_onnx(job.onnx))
     threads = job.threads or default_threads()
-    db = FetalPlanesDB.open(job.data)
+    db = open_dataset(job.data)
     json_path, md_path = report_paths(job.out)
     job.out.parent.mkdir(parents=True, exist_ok=True)
 

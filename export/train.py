@@ -354,10 +354,11 @@ def train(config: TrainConfig) -> Path:
         AugmentConfig, ImageCache, SampleDataset, class_weights, normalization_from_mean, pixel_mean,
         train_cache_size, worker_init,
     )
-    from export.models import build_model, default_input_size, freeze_backbone, resolve_arch
+    from export.models import build_model, check_pretrained, default_input_size, freeze_backbone, resolve_arch
 
     config.validate()
     arch = resolve_arch(config.arch)
+    check_pretrained(arch, config.pretrained)
     input_size = config.image_size or default_input_size(arch)
     run_dir = Path(config.out)
     last_path, best_path = run_dir / LAST, run_dir / BEST
