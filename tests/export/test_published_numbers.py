@@ -142,3 +142,21 @@ def test_figures_text_numbers_match_the_transcription(pub):
     # Fig. 5's largest training set is Table 3's baseline
     base = next(r for r in pub["table3"]["rows"] if r["variant"] == "baseline")
     assert pub["fig5"]["all_patients_top1_error"] == base["top1_error"]
+
+
+def test_time_estimate_is_what_the_script_computes(real_db_dir):
+    """benchmarks/paper/time_estimate.md (quoted by README section 7) is the estimator's output on the release's CSV."""
+    pytest.importorskip("torchvision")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("estimate_time", REPO / "benchmarks" / "paper" / "estimate_time.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    e = mod.estimate(real_db_dir)
+    # measured networks use their measured rates; the per-image cost beyond compute is solved from the log
+    assert e["rates"]["resnet18"]["how"] == "measured" and e["rates"]["resnet18"]["compute_fast"] == 2857.81
+    assert 0.0002 < e["overhead_s_per_image"] < 0.001
+    assert e["rates"]["inception_v3"]["input"] == 299
+    assert e["experiments"]["table4"]["runs"][-1]["train_images"] + e["experiments"]["table4"]["runs"][-1][
+        "val_images"] == 7129
+    assert (REPO / "benchmarks" / "paper" / "time_estimate.md").read_text() == mod.markdown(e)
