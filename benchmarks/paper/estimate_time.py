@@ -23,10 +23,11 @@ Per sub-run: 15 epochs (the study's maximum; early stopping after 5 epochs witho
 sooner) of that epoch model, plus a minute for decoding the images once, building the model and
 evaluating the 5,271 test images (a round figure above what was measured: a release PNG decodes in
 17 ms on the 2-core development machine, so 7,129 images take about 8 s on 16 threads; the GPU
-evaluation of the phantom ran at 399 images/s, so 5,271 test images take about 13 s). Not included: downloading ImageNet weights,
-Table 2's ONNX export, INT8 quantization and CPU speed timing (minutes per model on the CPU).
+evaluation of the phantom ran at 399 images/s, so 5,271 test images take about 13 s).
+Not included: downloading ImageNet weights, Table 2's ONNX export, INT8 quantization and CPU speed timing (minutes per model on the CPU).
 
-    python benchmarks/paper/estimate_time.py [--data ../shared/data/fetal_planes_db] [--out benchmarks/paper/time_estimate]
+    python benchmarks/paper/estimate_time.py [--data ../shared/data/fetal_planes_db]
+        [--out benchmarks/paper/time_estimate]
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ SLOW_FACTOR = 0.5  # pessimistic end for networks not measured on the GPU
 
 
 def per_image_overhead(log: Path, measured: dict[str, float]) -> tuple[float, list[dict]]:
-    """Seconds per image an epoch costs beyond the GPU compute (median over the logged models), and the per-model data."""
+    """Seconds per image an epoch costs beyond the GPU compute (median over the logged models), and per model."""
     per_model, current = [], None
     for line in log.read_text(encoding="utf-8").splitlines():
         m = re.match(r"training (\S+) on (\d+) images \((\d+) for validation\)", line)
@@ -85,7 +86,8 @@ def compute_rates(arch: str, measured: dict[str, float]) -> tuple[float, float, 
         r = measured["mobilenet_v2"]
         return r, r * SLOW_FACTOR, "MobileNetV2's measured rate (to half of it)"
     r = measured["resnet18"] * gflops("resnet18") / gflops(arch)
-    return r, r * SLOW_FACTOR, f"ResNet-18's rate x GFLOPs ratio ({gflops('resnet18'):.2f}/{gflops(arch):.2f}), to half of it"
+    how = f"ResNet-18's rate x GFLOPs ratio ({gflops('resnet18'):.2f}/{gflops(arch):.2f}), to half of it"
+    return r, r * SLOW_FACTOR, how
 
 
 def subrun_images(data: Path) -> dict[str, list[tuple[str, str, int, int]]]:
@@ -175,7 +177,8 @@ def markdown(e: dict) -> str:
         lines.append(f"| {a} | {r['input']} | {comp} | {r['how']} | {1000 * r['overhead_s_per_image']:.2f} |")
     lines += ["", f"Per sub-run: {e['epochs']} epochs (training images at the compute rate, validation images at 3x "
               "it, every image plus the cost beyond compute), plus "
-              f"{e['overhead_s_per_subrun']:.0f} s to decode, build and evaluate (a round figure above the measured parts).", "",
+              f"{e['overhead_s_per_subrun']:.0f} s to decode, build and evaluate (a round figure above the measured "
+              "parts).", "",
               "| experiment | sub-runs | images per epoch (train + val) | estimated time |", "|---|---:|---|---:|"]
     for name, x in e["experiments"].items():
         imgs = sorted({r["train_images"] + r["val_images"] for r in x["runs"]})

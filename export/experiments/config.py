@@ -74,7 +74,7 @@ class ExperimentConfig:
         return [QUICK_ARCH] if self.quick else list(default)
 
     def main_arch(self, default: str) -> str:
-        """The architecture of a single-model experiment: first of --archs, else ``default`` (the study's; quick: the small one)."""
+        """A single-model experiment's architecture: first of --archs, else ``default`` (the study's; quick: the small one)."""
         if self.archs:
             return self.archs[0]
         return QUICK_ARCH if self.quick else default

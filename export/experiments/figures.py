@@ -142,7 +142,7 @@ def brain_subplane_metrics(confusion: np.ndarray, n_subplanes: int = 3) -> dict[
 
 
 def brain_counts(db: FetalPlanesDB) -> dict[str, int]:
-    """Images and patients of the three brain sub-planes in the CSV's training and test halves (the study's Fig. 4 sets)."""
+    """Images and patients of the three brain sub-planes in the CSV's training and test halves (Fig. 4's sets)."""
     sub = [r for r in db.records if r.brain_plane in BRAIN[:3]]
     return {
         "train_images": sum(r.train for r in sub), "train_patients": len({r.patient for r in sub if r.train}),

@@ -49,7 +49,8 @@ def _published_table(published: dict[str, Any], ours: dict[str, dict[str, Any]])
     rows = []
     for name, p in published_rows(NAME, "paper_name", published).items():
         net = STUDY_NETS.get(name)
-        here = "–" if net is None or net.arch is None else (net.arch + (" (closest)" if net.match == "closest" else ""))
+        here = "–" if net is None or net.arch is None else net.arch
+        here += " (closest)" if net is not None and net.match == "closest" else ""
         mine = ours.get(net.arch) if net and net.arch else None
         mine_top1 = mine["top1_error"] if mine else None
         rows.append([name, here, num(p.get("params_m"), "{:g}"), num(p.get("layers"), "{:g}"),

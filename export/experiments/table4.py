@@ -9,7 +9,9 @@ from fetaldata import FetalPlanesDB, task_samples
 from export.experiments.config import ExperimentConfig
 from export.experiments.runs import Trainer, run_subrun, split_config_for
 from export.experiments.study import STUDY_ARCH, architecture_line, study_arch
-from export.experiments.tables import delta, header_lines, load_published, markdown_table, pct, study_notice, write_table
+from export.experiments.tables import (
+    delta, header_lines, load_published, markdown_table, pct, study_notice, write_table,
+)
 
 NAME = "table4"
 MIN_IMAGES = 2000  # the study's threshold on the full release (12,400 images)
@@ -63,7 +65,8 @@ def run(config: ExperimentConfig, trainer: Trainer) -> dict[str, Path]:
     notice, fp = study_notice(config)
     db = FetalPlanesDB.open(config.data)
     order = [k for k in theirs if k is not None]  # the study's column order where it has the group
-    groups = sorted(groups_with_enough_images(db, config.quick), key=lambda g: order.index(g) if g in order else len(order))
+    groups = sorted(groups_with_enough_images(db, config.quick),
+                    key=lambda g: order.index(g) if g in order else len(order))
     counts = group_counts(db, groups)
     arch = config.main_arch(study_arch(NAME))
     trained_on: list[tuple[str, tuple | None]] = [(_slug(g), (g,)) for g in groups] + [("all", None)]
@@ -97,11 +100,12 @@ def run(config: ExperimentConfig, trainer: Trainer) -> dict[str, Path]:
     count_rows = []
     for g in groups:
         t = theirs.get(g, {})
-        count_rows.append([_label(g), t.get("paper_name", "–"), counts[g]["train_images"], t.get("train_images", "–"),
-                           counts[g]["test_images"], t.get("test_images", "–")])
+        count_rows.append([_label(g), t.get("paper_name", "–"), counts[g]["train_images"],
+                           t.get("train_images", "–"), counts[g]["test_images"], t.get("test_images", "–")])
     all_t = theirs.get(None, {})
     count_rows.append(["all sources", all_t.get("paper_name", "–"), sum(r.train for r in db.records),
-                       all_t.get("train_images", "–"), sum(not r.train for r in db.records), all_t.get("test_images", "–")])
+                       all_t.get("train_images", "–"), sum(not r.train for r in db.records),
+                       all_t.get("test_images", "–")])
     md = header_lines(f"Table 4: transfer between operator/machine groups ({arch}); top-1 error %, ours (study; Δ)",
                       notice, config, published, architecture_line(NAME, arch, config))
     md += [markdown_table(headers, rows), "",
