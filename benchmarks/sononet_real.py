@@ -60,7 +60,7 @@ def main() -> int:
         with torch.no_grad():
             return [SONONET_LABELS[i] for i in model(torch.from_numpy(x)).argmax(1).numpy()]
 
-    out: dict = {"machine": machine_stamp(), "weights": str(weights)}
+    out: dict = {"machine": machine_stamp(), "weights": "../shared/models/sononet/" + weights.name}
     ex_dir = shared / "data" / "sononet_examples"
     rows = _rows(ex_dir)
     known = Box(EXAMPLE_CROP[1].start, EXAMPLE_CROP[0].start, EXAMPLE_CROP[1].stop - EXAMPLE_CROP[1].start,

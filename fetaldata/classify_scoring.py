@@ -101,31 +101,3 @@ def score_classify_rows(rows: list[dict[str, str]], data: Any, label_map: dict[s
 def score_classify_csv(csv_path: str | Path, data: Any, label_map: dict[str, str] | None = None) -> dict[str, Any]:
     """:func:`score_classify_rows` of a classify CSV (relative paths resolved against the working directory)."""
     return score_classify_rows(read_classify_csv(csv_path), data, label_map)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m fetaldata.classify_scoring results.csv --data DIR`` -> the scores as JSON (stdout or --json)."""
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m fetaldata.classify_scoring",
-                                     description="score `fetalplanes classify` results against a labelled dataset")
-    parser.add_argument("csv", help="the CSV written by `fetalplanes classify --out`")
-    parser.add_argument("--data", required=True, help="labelled folder (labels.csv) or FETAL_PLANES_DB folder")
-    parser.add_argument("--json", default=None, help="write the scores here too")
-    args = parser.parse_args(argv)
-    try:
-        report = score_classify_csv(args.csv, args.data)
-    except FetalPlanesError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    text = json.dumps(report, indent=1)
-    if args.json:
-        Path(args.json).write_text(text + "\n", encoding="utf-8")
-    print(text)
-    print(f"top-1 accuracy on {report['images']} images: {report['accuracy_text']}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

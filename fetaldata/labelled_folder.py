@@ -165,11 +165,11 @@ class LabelledFolder:
     def image_path(self, record: Record) -> Path:
         return self.root / record.image_name
 
-    def load(self, record: Record) -> np.ndarray:
-        """The record's image as 8-bit gray (H, W)."""
+    def load(self, record: Record, gray: str = "luma") -> np.ndarray:
+        """The record's image as 8-bit gray (H, W) (``gray``: a model's ``ModelInfo.gray``)."""
         from edge.preprocess import read_gray
 
-        return read_gray(self.image_path(record))
+        return read_gray(self.image_path(record), gray)
 
     def patients(self) -> list[int]:
         return sorted({r.patient for r in self.records})

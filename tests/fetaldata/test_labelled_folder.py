@@ -153,7 +153,8 @@ def test_compare_and_calibration_on_a_folder_are_held_apart(folder, make_tiny_on
 
 def test_classify_results_scored_against_a_folder(folder, tiny_onnx, tmp_path, monkeypatch):
     from edge.live.classify import classify_paths
-    from fetaldata.classify_scoring import main, score_classify_csv
+    from edge.cli import main
+    from fetaldata.classify_scoring import score_classify_csv
 
     out = tmp_path / "results.csv"
     result = classify_paths([str(folder)], str(tiny_onnx), str(out))
@@ -167,9 +168,9 @@ def test_classify_results_scored_against_a_folder(folder, tiny_onnx, tmp_path, m
     # through a label map (a model with native labels), and from the command line
     mapped = score_classify_csv(out, folder, label_map={p: "Other" for p in PLANES})
     assert mapped["correct"] == 2  # everything read as Other: the two Other images are right
-    assert main([str(out), "--data", str(folder), "--json", str(tmp_path / "s.json")]) == 0
+    assert main(["data", "score", str(out), "--data", str(folder), "--json", str(tmp_path / "s.json")]) == 0
     assert json.loads((tmp_path / "s.json").read_text())["images"] == 12
-    assert main([str(tmp_path / "nope.csv"), "--data", str(folder)]) == 2
+    assert main(["data", "score", str(tmp_path / "nope.csv"), "--data", str(folder)]) == 2
 
 
 def test_quantize_calibrates_on_one_half_and_checks_on_the_other(folder, tiny_onnx, tmp_path):
