@@ -29,6 +29,7 @@ import numpy as np
 from edge.errors import EXIT_FAILURE, FetalPlanesError
 from edge.live.capture import STATE_FAILED, STATE_RECONNECTING, CaptureThread, Frame, PrepareThread
 from edge.live.config import RunConfig
+from edge.live.exam import ChecklistOverlay, ExamTracker  # exam-hook (issue 14)
 from edge.live.outputs import Output, open_output
 from edge.live.overlay import draw_banner, draw_overlay, mask_header
 from edge.live.sources import FrameSource, describe_source, open_source, parse_source
@@ -360,6 +361,7 @@ def run_loop(
     outputs: list[Output] = []
     capture: CaptureThread | None = None
     writer: StatusWriter | None = None
+    exam: ExamTracker | None = None  # exam-hook
     try:
         for uri in config.outputs:
             outputs.append(open_output(uri, fps=native_fps or config.source.fps or 30.0, codec=config.codec or None, rotation=config.rotation))
@@ -369,6 +371,8 @@ def run_loop(
 
         tracker, summary.sector = make_tracker(config.roi)
         temporal = TemporalLogic(labels, config.temporal)
+        exam = ExamTracker(labels, config.exam, config.exam_report, config.exam_id, fps=native_fps, mask_header=config.mask_header)  # exam-hook
+        checklist = ChecklistOverlay() if config.exam.checklist else None  # exam-hook
         times = StageTimes()
         latency = np.zeros(TIMING_WINDOW, np.float32)
         state = {"status": "starting", "label": "", "confidence": 0.0, "label_state": "", "hz": 0.0}
@@ -405,7 +409,11 @@ def run_loop(
                 "latency_ms": round(float(latency[(n - 1) % TIMING_WINDOW]), 3) if n else None,
                 "source": summary.source,
                 "model": summary.model,
+                "exam": exam.status(),  # exam-hook
             }
+
+        for o in outputs:  # http-hook: outputs that serve the status / start exams (http://, the window's key)
+            getattr(o, "attach", lambda **_: None)(snapshot=snapshot, exam=exam)
 
         if config.status:
             writer = StatusWriter(config.status, snapshot, config.status_interval_s)
@@ -415,7 +423,7 @@ def run_loop(
             capture.start()
             state["status"] = "running"
             _process(config, capture, runner, info, labels, tracker, temporal, outputs, want_frames,
-                     times, latency, state, summary, stop, writer, on_record)
+                     times, latency, state, summary, stop, writer, on_record, exam, checklist)  # exam-hook: exam, checklist
         if signals.received:
             summary.end_reason = f"interrupted ({signals.received})"
             summary.exit_code = 130 if signals.received == "SIGINT" else 0
@@ -440,6 +448,8 @@ def run_loop(
                 summary.errors += 1
                 summary.last_error = f"closing {out.describe()}: {exc}"
         runner.deactivate()
+        if exam is not None:  # exam-hook: the last exam's report
+            exam.close("interrupted" if stop.is_set() else "end of run")
         if writer is not None:
             writer.maybe_write(force=True)  # the final state, also after a failure
 
@@ -456,11 +466,12 @@ def run_loop(
     summary.latency_ms = _percentiles(latency[: min(summary.frames, TIMING_WINDOW)])
     for out in outputs:
         summary.messages.extend(out.messages)
+    summary.messages.extend([f"exam report: {p}" for p in exam.reports] + exam.errors)  # exam-hook
     return summary
 
 
 def _process(config, capture, runner, info, labels, tracker, temporal, outputs, want_frames,
-             times, latency, state, summary, stop, writer, on_record) -> None:
+             times, latency, state, summary, stop, writer, on_record, exam=None, checklist=None) -> None:
     """The per-frame loop proper (runs until the input ends or something says stop)."""
     import cv2
 
@@ -513,6 +524,8 @@ def _process(config, capture, runner, info, labels, tracker, temporal, outputs, 
                         o.show_status(banner)
             if writer is not None:
                 writer.maybe_write()
+            if exam is not None:  # exam-hook: a long loss of signal ends the exam
+                exam.tick()
             continue
         state["status"] = "running"
 
@@ -553,6 +566,8 @@ def _process(config, capture, runner, info, labels, tracker, temporal, outputs, 
             hz = 1.0 / dt_ema if dt_ema > 0 else 0.0
             state.update(label=decision.label, confidence=decision.confidence, label_state=decision.state, hz=hz)
             box_list = box.as_list()
+            if exam is not None:  # exam-hook: checklist + best frame (before the overlay draws on the frame)
+                exam.observe(frame.index, time.time(), decision.label, decision.confidence, decision.state, image, box_list, prep.small, decision.event)
 
             # overlay (only when some output shows frames)
             shown = None
@@ -562,6 +577,8 @@ def _process(config, capture, runner, info, labels, tracker, temporal, outputs, 
                     mask_header(shown, config.mask_header)
                 draw_overlay(shown, decision.label, decision.confidence, decision.state, hz, frame_latency * 1000.0,
                              box_list, decision.top(3) if config.top3 else None)
+                if checklist is not None and exam is not None:  # exam-hook
+                    checklist.draw(shown, exam)
                 last_frame = shown
             t4 = perf()
 
