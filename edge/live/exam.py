@@ -6,10 +6,14 @@ with what the loop already decided: the smoothed label, its confidence, the stat
 
 - **Checklist**: a plane of the checklist (the model's labels minus ``Other`` / ``Not A Brain``,
   or ``ExamConfig.planes``) is *seen* once it was shown steady and confident (state ``ok``,
-  confidence >= ``min_confidence``) for ``seen_frames`` frames in a row, or frozen (stored on
-  the scanner) with that confidence.
+  confidence >= ``min_confidence``) for ``seen_frames`` frames while the label was held (dips of
+  at most ``dip_frames`` frames under the threshold do not break the segment; a label change
+  does), or frozen (stored on the scanner) with that confidence.
 - **Best frame**: per plane, the frame with the highest smoothed confidence inside a steady
-  segment (a run of frames with the same confident label that became steady by the rule above).
+  segment (a run of frames with the same confident label that became steady by the rule above),
+  once ``settle_frames`` confident frames of the segment followed it (not the last frames before
+  the probe moves on). A freeze that does not continue a live segment of its label (classified once,
+  unsmoothed) marks its plane stored but does not compete for the best frame.
   The full frame and its sector crop are kept (copied only when a frame beats the current best),
   with the frame index, the source time and the confidence.
 - **Exam boundaries**: a new exam starts after ``gap_s`` seconds without any frame (signal lost),
@@ -48,8 +52,10 @@ class ExamConfig:
     """Settings of the exam checklist and report (config file section ``[exam]``)."""
 
     planes: list[str] = field(default_factory=list)  # the checklist; [] = the model's labels minus Other / Not A Brain
-    seen_frames: int = 10  # frames in a row, steady and confident, that make a plane "seen"
+    seen_frames: int = 10  # confident frames of one held label that make a plane "seen"
     min_confidence: float = 0.6  # smoothed confidence needed for a frame to count
+    dip_frames: int = 3  # frames under min_confidence (label held) tolerated inside a steady segment
+    settle_frames: int = 3  # a best-frame candidate must be followed by this many confident frames of its segment
     gap_s: float = 60.0  # no frame at all for this long (signal lost) ends the exam
     blank_s: float = 10.0  # a blank sector for this long ends the exam
     blank_level: float = 6.0  # mean gray level (0-255) of the sector under which it is blank
@@ -60,6 +66,8 @@ class ExamConfig:
         problems = []
         if self.seen_frames < 1:
             problems.append(f"seen_frames {self.seen_frames} < 1")
+        if self.dip_frames < 0 or self.settle_frames < 0:
+            problems.append(f"dip_frames {self.dip_frames} and settle_frames {self.settle_frames} must be >= 0")
         if not 0.0 <= self.min_confidence <= 1.0:
             problems.append(f"min_confidence {self.min_confidence} is not in [0, 1]")
         if self.gap_s <= 0 or self.blank_s <= 0:
@@ -199,6 +207,9 @@ class ExamTracker:
         self._run_len = 0
         self._run_best: BestFrame | None = None
         self._run_counted = False
+        self._run_frozen_only = False
+        self._run_dip = 0
+        self._run_best_age = 0
         self._version = 0  # bumps when the checklist changes (overlay cache, status)
         self.exam = self._new_exam(exam_id)
 
@@ -229,18 +240,31 @@ class ExamTracker:
         exam.first_frame = frame if exam.first_frame is None else exam.first_frame
         exam.last_frame = frame
         status = exam.planes.get(label)
-        if status is None or state not in CONFIDENT_STATES or confidence < self.config.min_confidence:
+        if status is None:  # Other / Not A Brain, or a plane outside the checklist
             self._reset_run()
             return
+        frozen = state == "frozen"
         if label != self._run_label:
             self._reset_run()
             self._run_label = label
+            # a freeze that does not continue a live run of its plane was classified once, unsmoothed:
+            # it marks the plane stored, but its frames do not compete for the best frame
+            self._run_frozen_only = frozen
+        if state not in CONFIDENT_STATES or confidence < self.config.min_confidence:
+            # a dip under the threshold with the label held: tolerated for a few frames, not counted
+            self._run_dip += 1
+            if self._run_dip > self.config.dip_frames:
+                self._reset_run()
+            return
+        self._run_dip = 0
         self._run_len += 1
-        frozen = state == "frozen"
         best_so_far = max(status.best.confidence if status.best else -1.0,
                           self._run_best.confidence if self._run_best else -1.0)
-        if confidence > best_so_far:  # the only case that copies pixels
+        if self._run_best is not None:
+            self._run_best_age += 1
+        if confidence > best_so_far and not self._run_frozen_only:  # the only case that copies pixels
             self._run_best = self._candidate(frame, t, confidence, state, image, box)
+            self._run_best_age = 0
         steady = self._run_len >= self.config.seen_frames or frozen
         if not steady:
             return
@@ -251,10 +275,13 @@ class ExamTracker:
         self._run_counted = True
         if frozen and not status.stored:
             status.stored, changed = True, True
-        if self._run_best is not None and (status.best is None or self._run_best.confidence > status.best.confidence):
+        # a candidate counts once `settle_frames` confident frames of its segment followed it: the frame
+        # just before the probe moves on (or the image fades into the next plane) is not chosen
+        settled = self._run_best is not None and (self._run_best_age >= self.config.settle_frames or frozen)
+        if settled and (status.best is None or self._run_best.confidence > status.best.confidence):
             status.best = self._run_best
+            self._run_best = None
             changed = True
-        self._run_best = None
         if changed:
             self._version += 1
 
@@ -312,6 +339,7 @@ class ExamTracker:
 
     def _reset_run(self) -> None:
         self._run_label, self._run_len, self._run_best, self._run_counted = None, 0, None, False
+        self._run_frozen_only, self._run_dip, self._run_best_age = False, 0, 0
 
     def _candidate(self, frame, t, confidence, state, image, box) -> BestFrame:
         box_list = [int(v) for v in box] if box is not None else []
