@@ -36,7 +36,10 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from edge.errors import FetalPlanesError
-from edge.live.outputs import Output, OutputSpec
+
+# edge.live.outputs opens this module lazily (open_output); importing it back would make an import circle,
+# so the spec is typed loosely and HttpOutput has the interface of edge.live.outputs.Output without the base class.
+OutputSpec = Any
 
 log = logging.getLogger("fetalplanes.live")
 
@@ -87,13 +90,19 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, handler)
 
 
-class HttpOutput(Output):
-    """Serves the page, the MJPEG stream and the status; never blocks the loop (see the module's docstring)."""
+class HttpOutput:
+    """Serves the page, the MJPEG stream and the status; never blocks the loop (see the module's docstring).
+
+    The interface of :class:`edge.live.outputs.Output` (write, show_status, flush, close, describe,
+    attach, messages, wants_frames, stop_requested).
+    """
 
     wants_frames = True
+    stop_requested = False
 
     def __init__(self, spec: OutputSpec):
-        super().__init__(spec)
+        self.spec = spec
+        self.messages: list[str] = []
         self.host, port = parse_address(spec.location)
         self.max_clients = int(_option(spec, "clients"))
         self.fps = _option(spec, "fps")
@@ -151,6 +160,13 @@ class HttpOutput(Output):
     def show_status(self, frame: np.ndarray) -> None:
         self._pending = (frame, self._record)
         self._wake.set()
+
+    def attach(self, snapshot: Any = None, exam: Any = None) -> None:
+        """The loop's status snapshot (served as /status.json) and exam tracker (POST /exam)."""
+        self.snapshot, self.exam = snapshot, exam
+
+    def flush(self) -> None:
+        pass
 
     def close(self) -> None:
         self._closing = True

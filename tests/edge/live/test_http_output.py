@@ -96,6 +96,12 @@ def test_uri_and_address_parsing():
     assert parse_address("0.0.0.0:8080") == ("0.0.0.0", 8080)
     with pytest.raises(FetalPlanesError, match="not a port"):
         parse_address("127.0.0.1:http")
+    # the Output interface (duck-typed: edge.live.outputs opens http_output lazily, no import circle)
+    from edge.live.http_output import HttpOutput
+    from edge.live.outputs import Output
+
+    public = {n for n in dir(Output) if not n.startswith("_")}
+    assert public <= set(dir(HttpOutput)), public - set(dir(HttpOutput))
 
 
 def test_endpoints_while_the_loop_runs(tiny_onnx, caplog):
