@@ -192,6 +192,12 @@ class ExamTracker:
         self.labels = list(labels)
         self.planes = checklist_planes(self.labels, self.config.planes)
         self.report_dir = Path(report_dir) if report_dir else None
+        if self.report_dir is not None:
+            try:
+                self.report_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise FetalPlanesError(f"exam report folder {self.report_dir}: cannot create it ({exc.strerror or exc})",
+                                       hint="choose a writable --exam-report folder") from None
         self.keep_images = self.report_dir is not None
         self.fps = float(fps or 0.0)
         self.mask_header = float(mask_header or 0.0)

@@ -162,3 +162,15 @@ def test_checklist_overlay_bottom_right_cached_and_skipped_on_small_frames():
     small = np.zeros((100, 200, 3), np.uint8)
     ov.draw(small, tr)
     assert small.max() == 0
+
+
+def test_report_folder_must_be_writable_and_ids_never_overwrite(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(FetalPlanesError, match="cannot create it"):
+        ExamTracker(PLANES, report_dir=blocker / "rep")
+    for _ in range(2):
+        tr = ExamTracker(PLANES, ExamConfig(seen_frames=2), report_dir=tmp_path / "rep", exam_id="same")
+        feed(tr, 0, BRAIN_P, [0.9] * 3)
+        tr.close()
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir() if p.is_dir()) == ["same", "same-2"]
