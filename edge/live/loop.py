@@ -31,6 +31,7 @@ import numpy as np
 from edge.errors import EXIT_FAILURE, FetalPlanesError
 from edge.live.capture import STATE_FAILED, STATE_RECONNECTING, CaptureThread, Frame, PrepareThread
 from edge.live.config import RunConfig
+from edge.live.exam import ChecklistOverlay, ExamTracker
 from edge.live.outputs import Output, open_output
 from edge.live.overlay import draw_banner, draw_overlay, mask_header
 from edge.live.sector import Box, SectorTracker
@@ -317,6 +318,8 @@ class LiveSession:
         self.latency = np.zeros(TIMING_WINDOW, np.float32)
         self.outputs: list[Output] = []
         self.status: StatusWriter | None = None
+        self.exam: ExamTracker | None = None  # the exam view (checklist, best frame per plane): made in open_outputs
+        self.checklist: ChecklistOverlay | None = None
         self.source: FrameSource | None = None  # closed by close() unless a capture thread took it over
         self.capture: Any = None  # the CaptureThread / PrepareThread feeding the session (its counters are reported)
         self.state = "starting"
@@ -343,6 +346,10 @@ class LiveSession:
             self.outputs.append(open_output(uri, fps=fps, codec=c.codec or None, rotation=c.rotation))
         self.outputs.extend(extra)
         self.summary.outputs = [o.describe() for o in self.outputs]
+        self.exam = ExamTracker(self.labels, c.exam, c.exam_report, c.exam_id, fps=fps, mask_header=c.mask_header)
+        self.checklist = ChecklistOverlay() if c.exam.checklist else None
+        for out in self.outputs:  # outputs that serve the status or start exams (http://, the window's key)
+            getattr(out, "attach", lambda **_: None)(snapshot=self.snapshot, exam=self.exam)
         if c.status:
             status = StatusWriter(c.status, self.snapshot, c.status_interval_s)
             status.check()
@@ -396,6 +403,9 @@ class LiveSession:
             decision = self.temporal.step(prep.thumb, lambda: self._infer(prep, infer_s))
             t3 = perf()
             latency = t3 - frame.t_capture
+            if self.exam is not None:  # checklist + best frame, from the frame before the overlay draws on it
+                self.exam.observe(frame.index, time.time(), decision.label, decision.confidence, decision.state,
+                                  prep.image, prep.box.as_list(), prep.small, decision.event)
             shown = self._overlay(prep, decision, latency) if want_frames else None
             t4 = perf()
         except Exception as exc:  # one bad frame must not end a months-long run
@@ -466,6 +476,8 @@ class LiveSession:
             mask_header(shown, c.mask_header)
         draw_overlay(shown, decision.label, decision.confidence, decision.state, self.hz, latency_s * 1000.0,
                      prep.box.as_list(), decision.top(3) if c.top3 else None)
+        if self.checklist is not None and self.exam is not None:
+            self.checklist.draw(shown, self.exam)
         self._last_shown = shown
         return shown
 
@@ -536,6 +548,8 @@ class LiveSession:
                             out.show_status(banner)
                         except Exception as exc:
                             self._output_failed(out, exc)
+        if self.exam is not None:  # a long loss of signal ends the exam
+            self.exam.tick()
         self.heartbeat()
 
     def input_ended(self) -> None:
@@ -594,6 +608,7 @@ class LiveSession:
             "output_failures": dict(s.output_failures),
             "input_truncated": s.input_truncated,
             "exit_code": self._exit_code,  # None while running
+            "exam": self.exam.status() if self.exam is not None else None,
         }
 
     # --- closing -------------------------------------------------------------------
@@ -616,6 +631,9 @@ class LiveSession:
                     self._output_failed(out, exc, closing=True)
         finally:
             self.runner.deactivate()
+            if self.exam is not None:  # the last exam's report
+                self.exam.close("interrupted" if s.end_reason.startswith(("interrupted", "stopped")) else "end of run")
+                s.messages.extend([f"exam report: {p}" for p in self.exam.reports] + self.exam.errors)
             if cap is not None:
                 s.captured, s.dropped, s.reconnects = cap.captured, cap.dropped, cap.reconnects
                 if cap.truncated is not None:
