@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from typing import Callable, Sequence
 
 from edge import __version__
@@ -96,22 +98,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate_as_interrupt(signum, _frame):
+    """SIGTERM (systemd stop, `kill`, a job scheduler) takes Ctrl-C's path: every command's cleanup runs
+    (DataLoader workers joined, files closed or left atomic), then exit 130."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         return int(args.func(args) or 0)
     except FetalPlanesError as exc:
         print(f"fetalplanes {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"fetalplanes {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        how = f" ({exc.args[0]})" if exc.args and str(exc.args[0]).startswith("SIG") else ""
+        print(f"fetalplanes {args.command}: interrupted{how}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # pragma: no cover
         return EXIT_FAILURE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

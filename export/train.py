@@ -22,6 +22,7 @@ import math
 import os
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
@@ -342,7 +343,7 @@ def train(config: TrainConfig) -> Path:
     from export.checkpoint import code_version, read_checkpoint, save_checkpoint
     from export.data_torch import (
         AugmentConfig, ImageCache, SampleDataset, class_weights, normalization_from_mean, pixel_mean,
-        train_cache_size, worker_init,
+        opencv_fork_safe, train_cache_size, worker_init,
     )
     from export.models import build_model, default_input_size, freeze_backbone, resolve_arch
 
@@ -368,6 +369,7 @@ def train(config: TrainConfig) -> Path:
         )
 
     d, device = _setup_distributed(config.device)
+    guards = ExitStack()
     try:
         db, split, train_s, val_s = _open_data(config)
         labels = list(labels_for(config.task))
@@ -455,6 +457,7 @@ def train(config: TrainConfig) -> Path:
                     f"task {config.task}, device {device}" + (f" x {d.world} processes" if d.enabled else "")
                     + f"; mean {mean:.2f}, std {std:.2f}")
 
+        guards.enter_context(opencv_fork_safe(config.workers))  # before any DataLoader worker is forked
         stopped = "max_epochs"
         if stale >= config.patience:
             stopped = "early"
@@ -531,6 +534,7 @@ def train(config: TrainConfig) -> Path:
             _say(d, f"best checkpoint: {best_path} (epoch {best_epoch}, val loss {best_loss:.4f})")
         return best_path
     finally:
+        guards.close()
         if d.enabled:
             import torch.distributed as dist
 
