@@ -112,6 +112,10 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
     if job.out.resolve() == job.onnx.resolve():
         raise FetalPlanesError(f"--out {job.out} is the input model", hint="give the INT8 file its own name")
     info = read_info(load_onnx(job.onnx))
+    from edge.backends import open_runner
+
+    with open_runner(job.onnx, threads=1):  # loads here, and takes the input its metadata says (else exit 2)
+        pass
     threads = job.threads or default_threads()
     db = FetalPlanesDB.open(job.data)
     json_path, md_path = report_paths(job.out)

@@ -268,6 +268,9 @@ class TensorRTRunner(Runner):
             pass
         self._cuda_ctx = None
 
+    def model_input_shape(self) -> tuple | None:
+        return tuple(self._input.shape) if self._input is not None else None
+
     # --- inference -----------------------------------------------------
     def _input_shape_tail(self) -> tuple[int, ...]:
         tail = self._input.shape[1:]
