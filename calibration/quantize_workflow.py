@@ -65,6 +65,7 @@ class QuantizeJob:
     speed_seconds: float = 1.0
     speed_rounds: int = 3
     keep_cache: bool = True
+    allow_missing_classes: bool = False  # calibrate even when the training split lacks a class (else exit 2)
 
 
 def report_paths(out: str | Path) -> tuple[Path, Path]:
@@ -84,7 +85,9 @@ def _metrics(probs: np.ndarray, targets: np.ndarray, labels) -> dict[str, Any]:
 
 def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole flow; returns the report (also written beside ``job.out``)."""
-    from calibration.calibset import select_calibration_samples, split_config_for, load_preprocessed
+    from calibration.calibset import (
+        check_class_coverage, class_coverage, load_preprocessed, select_calibration_samples, split_config_for,
+    )
     from calibration.evaluation import load_split, predict_file
     from calibration.quantize_ort import (
         calibrate_ranges,
@@ -126,6 +129,13 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         log(f"calibration set: up to {job.calib_size} training-patient images ({config.method})")
         split = split_config_for(info, job.seed)
         calib_samples = select_calibration_samples(db, info.task, job.calib_size, job.seed, split=split)
+        coverage = class_coverage(calib_samples, list(info.labels))
+        log(f"calibration set: {len(calib_samples)} images; per class: "
+            + ", ".join(f"{lbl} {n}" for lbl, n in coverage.items()))
+        missing_classes = check_class_coverage(calib_samples, list(info.labels), str(job.data), job.allow_missing_classes)
+        if missing_classes:
+            log(f"WARNING: no calibration image of {', '.join(missing_classes)} (--allow-missing-classes): "
+                "INT8 ranges never saw these planes; check the INT8 file on images of them with `compare`")
         calib = load_preprocessed(db, calib_samples, info)
         prepared = prepare_for_quantization(job.onnx, work / "prepared.onnx")
 
@@ -261,7 +271,8 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
                 "images": len(calib_samples),
                 "split": "train",
                 "seed": job.seed,
-                "per_class": {lbl: sum(1 for s in calib_samples if s.label == i) for i, lbl in enumerate(info.labels)},
+                "per_class": coverage,
+                "missing_classes": missing_classes,
                 "seconds": calib_s,
                 "ranges_cache": str(cache_kept) if cache_kept else None,
             },
@@ -438,6 +449,9 @@ def report_markdown(r: dict[str, Any]) -> str:
         f"{' (symmetric)' if s['activation_symmetric'] else ' (asymmetric)'}, weights {s['weights']}, "
         f"target {s['target']}, format QDQ, reduce_range {s['reduce_range']}.",
         f"Calibration: {r['calibration']['images']} images from training patients (seed {r['calibration']['seed']}).",
+        f"Per class: {', '.join(f'{k} {n}' for k, n in r['calibration'].get('per_class', {}).items())}"
+        + (f"; **no calibration image of {', '.join(r['calibration']['missing_classes'])}** (--allow-missing-classes)"
+           if r['calibration'].get('missing_classes') else "") + ".",
         "",
         f"## Accuracy on the check images",
         "",

@@ -100,18 +100,13 @@ def to_gray(image: np.ndarray, source: str = "") -> np.ndarray:
 
 
 def read_gray(path: str | Path) -> np.ndarray:
-    """Read an image file (PNG/JPEG/..., gray, RGB or RGBA, 8 or 16 bit) as 8-bit gray."""
-    cv2 = _cv2()
+    """Read an image file (PNG/JPEG/..., gray, RGB or RGBA, 8 or 16 bit; DICOM) as 8-bit gray."""
+    from edge.images import decode_image
+
     path = Path(path)
     if not path.is_file():
         raise FetalPlanesError(f"{path}: image file not found", hint="check the path, or the dataset's Images/ folder")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise FetalPlanesError(
-            f"{path}: not a readable image (corrupt or unsupported format)",
-            hint="replace the file with the original from the dataset, or remove its row",
-        )
+    image = decode_image(path, hint="replace the file with the original from the dataset, or remove its row")
     return to_gray(image, source=str(path))
 
 

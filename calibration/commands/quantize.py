@@ -60,6 +60,9 @@ def register(subparsers) -> None:
     p.add_argument("--size-target", type=float, default=1 / 3,
                    help="the put-back stops once the INT8 file is at most this fraction of the FP32 file "
                         "(default 1/3; 0: try every float layer)")
+    p.add_argument("--allow-missing-classes", action="store_true",
+                   help="quantize even when the calibration set (training patients) has no image of some class; "
+                        "by default that is refused (exit 2), since INT8 ranges would never see those planes")
     p.add_argument("--val-max-images", type=int, default=None, help="use at most this many validation images")
     p.add_argument("--threads", type=int, default=0, help="threads for the timing (default: all usable cores)")
     p.add_argument("--speed-seconds", type=float, default=1.0, help="timing: seconds per file and round (1.0)")
@@ -96,6 +99,7 @@ def handle(args: argparse.Namespace) -> int:
         put_back_kl_slack=args.put_back_kl_slack,
         size_target=args.size_target or None,
         val_max_images=args.val_max_images,
+        allow_missing_classes=args.allow_missing_classes,
         threads=args.threads,
         speed_seconds=args.speed_seconds,
         speed_rounds=args.speed_rounds,
