@@ -334,6 +334,25 @@ def _check_resume(ckpt: dict, info: ModelInfo, fixed: dict, run_dir: Path) -> No
         )
 
 
+def _read_resume_checkpoint(last_path: Path, best_path: Path, run_dir: Path):
+    """last.pt for --resume; when it is damaged, the error says how to go on cleanly (best.pt or a fresh start)."""
+    from export.checkpoint import read_checkpoint
+
+    try:
+        return read_checkpoint(last_path)
+    except FetalPlanesError as exc:
+        fresh = (f"or start over: remove the run folder (`rm -r {run_dir}`) or give a new --out, "
+                 "and run the same command without --resume")
+        try:
+            best_epoch = int(read_checkpoint(best_path)[0].get("epoch", 0))
+        except FetalPlanesError:
+            hint = f"{best_path} is not readable either: {fresh}"
+        else:
+            hint = (f"continue from the best epoch instead: `cp {best_path} {last_path}` and re-run with --resume "
+                    f"(training goes on after epoch {best_epoch}; later epochs are trained again), {fresh}")
+        raise FetalPlanesError(f"--resume: {exc.message}; this last.pt is damaged", hint=hint) from None
+
+
 def train(config: TrainConfig) -> Path:
     """Train one model; returns the path of the best checkpoint (lowest validation loss)."""
     import torch
@@ -378,7 +397,7 @@ def train(config: TrainConfig) -> Path:
         data_fp = fingerprint(db, split)
         resumed = None
         if config.resume:
-            ckpt, old_info = read_checkpoint(last_path)
+            ckpt, old_info = _read_resume_checkpoint(last_path, best_path, run_dir)
             _check_resume(ckpt, old_info, {
                 "data_fingerprint": data_fp, "arch": arch, "task": config.task, "input_size": input_size,
                 "channels": 1, "freeze_backbone": config.freeze_backbone,

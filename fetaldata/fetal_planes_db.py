@@ -187,7 +187,7 @@ class FetalPlanesDB:
 
     def find_image_problems(self, records: Iterable[Record] | None = None, decode: bool = True) -> dict[str, list[str]]:
         """Images listed but missing, or present but unreadable: {'missing': [...], 'unreadable': [...]}."""
-        import cv2
+        from edge.images import decode_image
 
         problems: dict[str, list[str]] = {"missing": [], "unreadable": []}
         for r in records if records is not None else self.records:
@@ -195,7 +195,8 @@ class FetalPlanesDB:
             if not p.is_file():
                 problems["missing"].append(str(p))
             elif decode:
-                data = np.fromfile(str(p), dtype=np.uint8)
-                if data.size == 0 or cv2.imdecode(data, cv2.IMREAD_UNCHANGED) is None:
+                try:
+                    decode_image(p)
+                except FetalPlanesError:
                     problems["unreadable"].append(str(p))
         return problems
