@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import tempfile
@@ -212,14 +213,17 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
                 excluded = list(result.excluded)
                 search_info["fallback"] = f"every layer in float, weights stored {config.float_weight_storage}"
         note = {"calibration_images": len(calib_samples), "seed": job.seed}
-        final = quantize_with_ranges(prepared, job.out, cache, config, nodes_to_exclude=excluded, info=info, note=note)
+        staged = work / "final.onnx"  # written in several steps: moved to --out only when complete
+        final = quantize_with_ranges(prepared, staged, cache, config, nodes_to_exclude=excluded, info=info, note=note)
         final_probs = predict_file(final, x_check, threads)
         final_holds = judge(ref_all, final_probs, val.targets, job.max_drop, job.min_agreement)
         if search_info.get("fallback") and not final_holds.ok:
             excluded = []
-            final = quantize_with_ranges(prepared, job.out, cache, config, info=info, note=note)
+            final = quantize_with_ranges(prepared, staged, cache, config, info=info, note=note)
             final_probs = predict_file(final, x_check, threads)
             final_holds = judge(ref_all, final_probs, val.targets, job.max_drop, job.min_agreement)
+        os.replace(staged, job.out)  # atomic: an interrupted quantize leaves no half-written --out
+        final = job.out
         m_int8 = _metrics(final_probs[: len(val.x)], val.targets, info.labels)
 
         candidates = [
@@ -229,7 +233,7 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         ]
         if excluded:
             all_path = job.out.with_name(job.out.stem + ".all-int8.onnx")
-            shutil.copyfile(all_int8, all_path)
+            _atomic_copy(all_int8, all_path)
             candidates.append({"name": "int8-all-layers", "path": str(all_path), "precision": "int8",
                                "holds": holds_all.ok, "val": holds_all.to_dict(), "layers_in_float": 0})
         log(f"timing batch 1, {threads} thread(s): {', '.join(c['name'] for c in candidates)}")
@@ -255,7 +259,7 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         cache_kept = None
         if job.keep_cache:
             cache_kept = job.out.with_name(job.out.stem + ".calib-ranges.json")
-            shutil.copyfile(cache, cache_kept)
+            _atomic_copy(cache, cache_kept)
         by_name = {r["node"]: r for r in sensitivity}
         rank_of = {r["node"]: i + 1 for i, r in enumerate(sensitivity)}
         report: dict[str, Any] = {
@@ -331,11 +335,29 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
             },
             "seconds": time.perf_counter() - t_start,
         }
-        json_path.write_text(json.dumps(report, indent=2, default=float))
-        md_path.write_text(report_markdown(report))
+        _atomic_write(json_path, json.dumps(report, indent=2, default=float))
+        _atomic_write(md_path, report_markdown(report))
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _atomic_copy(src: str | Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _choose_float_weights(prepared, cache, config, nodes, x_check, ref_all, targets, max_drop, min_agreement,
