@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import signal
 import sys
-import threading
 from typing import Callable, Sequence
 
 from edge import __version__
 from edge.errors import EXIT_FAILURE, EXIT_USAGE, FetalPlanesError
+from edge.interrupts import handle_interrupts
 
 EDGE_COMMAND_MODULES = ("edge.live.cli", "edge.doctor")
 
@@ -98,23 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _terminate_as_interrupt(signum, _frame):
-    """SIGTERM (systemd stop, `kill`, a job scheduler) takes Ctrl-C's path: every command's cleanup runs
-    (DataLoader workers joined, files closed or left atomic), then exit 130."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
-        return int(args.func(args) or 0)
+        # SIGTERM (systemd stop, `kill`, a scheduler) takes Ctrl-C's path: every command's cleanup runs, exit 130
+        with handle_interrupts():
+            return int(args.func(args) or 0)
     except FetalPlanesError as exc:
         print(f"fetalplanes {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -124,9 +116,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # pragma: no cover
         return EXIT_FAILURE
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

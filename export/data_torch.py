@@ -209,10 +209,20 @@ def _die_with_parent() -> None:
 
 
 def worker_init(_worker_id: int) -> None:
-    """DataLoader workers: die with the trainer (no orphans, even a worker stuck in a library call).
+    """DataLoader workers: leave Ctrl-C to the trainer, and die with it.
+
+    A terminal's Ctrl-C signals the whole process group: a worker that died of it first made the trainer
+    fail with "DataLoader worker exited unexpectedly" and a traceback instead of its clean interruption
+    (last.pt kept, exit 130). SIGTERM keeps its default (the DataLoader stops its workers with it; the
+    trainer treats a worker lost while it is itself interrupted as the interruption). Should the trainer
+    die first, PR_SET_PDEATHSIG ends them (no orphans, even one stuck in a library call).
 
     OpenCV's thread count is not set here: the trainer forks its workers inside
     :func:`opencv_fork_safe`, so they inherit a single-threaded OpenCV, and ``cv2.setNumThreads`` on a
     pool copied by ``fork`` is exactly the call that hangs.
     """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()

@@ -30,6 +30,7 @@ from typing import Any, Iterable
 from fetaldata import FetalPlanesDB, SplitConfig, task_samples
 from fetaldata.splits import fingerprint
 from edge.errors import EXIT_FAILURE, FetalPlanesError
+from edge.interrupts import pending as interrupt_pending, raise_if_interrupted
 from edge.labels import labels_for
 from edge.modelinfo import ModelInfo
 
@@ -189,6 +190,7 @@ def recalibrate_batchnorm(model, batches: Iterable, device, max_batches: int = 0
     try:
         with torch.no_grad():
             for x, _ in batches:
+                raise_if_interrupted()
                 if max_batches and n >= max_batches:
                     break
                 model(x.to(device, non_blocking=True))
@@ -257,6 +259,7 @@ def train_one_epoch(model, loader, criterion, optimizer, device, epoch: int, sho
     loss_sum, correct, count = 0.0, 0, 0
     bar = tqdm(loader, desc=f"epoch {epoch} train", unit="batch", disable=not show, leave=False, dynamic_ncols=True)
     for x, y in bar:
+        raise_if_interrupted()  # a Ctrl-C/SIGTERM whose exception Python swallowed in a fork hook
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         main, aux = split_outputs(model(x))
         loss = criterion(main, y) + sum(AUX_LOSS_WEIGHT * criterion(a, y) for a in aux)
@@ -287,6 +290,7 @@ def evaluate_loss(model, loader, device, show: bool = False, desc: str = "val") 
     loss_sum, correct, count = 0.0, 0, 0
     with torch.no_grad():
         for x, y in tqdm(loader, desc=desc, unit="batch", disable=not show, leave=False, dynamic_ncols=True):
+            raise_if_interrupted()
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits = model(x)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum").item())
@@ -485,6 +489,7 @@ def train(config: TrainConfig) -> Path:
             for epoch in range(start_epoch, config.epochs + 1):
                 if stopped == "early":
                     break
+                raise_if_interrupted()
                 # the epoch's randomness depends on (seed, epoch) only: a resumed run repeats an uninterrupted one
                 torch.manual_seed(config.seed * 100003 + epoch)
                 if train_sampler is not None:
@@ -542,9 +547,13 @@ def train(config: TrainConfig) -> Path:
                     import torch.distributed as dist
 
                     dist.barrier()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and not interrupt_pending():
+                raise
             _say(d, f"\ninterrupted during epoch {epoch}; {last_path} holds the last finished epoch: "
                     f"continue with the same command plus --resume")
+            if isinstance(exc, RuntimeError):  # a DataLoader worker stopped by the same signal (process group)
+                raise KeyboardInterrupt(interrupt_pending()) from None
             raise
         if stopped == "early":
             _say(d, f"early stop: no better validation loss for {config.patience} epochs")
