@@ -132,3 +132,19 @@ def test_odd_model_files(kind, needle, make_tiny_onnx, images, tmp_path):
     r = run_cli(["classify", str(images), "--model", str(path), "--out", str(out)])
     assert_clean_error(r, 2, needle, str(path.name))
     assert not out.exists()
+
+
+@pytest.mark.parametrize("version", ["8.6.1.6", "10.3.0.26"])
+def test_tensorrt_runner_refuses_it_too(monkeypatch, tmp_path, mismatched, version):
+    """Against the stand-in tensorrt (tests/fakes, never real TensorRT): the engine's declared input is checked
+    by the same Runner.activate."""
+    from edge.backends.tensorrt_runner import TensorRTRunner
+    from tests.fakes import build_fake_engine, install_fake_tensorrt
+
+    trt, cuda = install_fake_tensorrt(monkeypatch, version)
+    engine = build_fake_engine(mismatched, tmp_path / "m.engine", trt)
+    runner = TensorRTRunner(str(engine))
+    with pytest.raises(FetalPlanesError) as err:
+        runner.activate()
+    assert "(N, 1, 64, 64)" in err.value.message and "(N, 1, 32, 32)" in err.value.message
+    assert not runner.is_active and cuda._memory == {}  # released again
