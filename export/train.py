@@ -30,7 +30,7 @@ from typing import Any, Iterable
 from fetaldata import FetalPlanesDB, SplitConfig, task_samples
 from fetaldata.splits import fingerprint
 from edge.errors import EXIT_FAILURE, FetalPlanesError
-from edge.interrupts import pending as interrupt_pending, raise_if_interrupted
+from edge.interrupts import deferred as interrupts_deferred, pending as interrupt_pending, raise_if_interrupted
 from edge.labels import labels_for
 from edge.modelinfo import ModelInfo
 
@@ -188,6 +188,8 @@ def recalibrate_batchnorm(model, batches: Iterable, device, max_batches: int = 0
         m.momentum = None
     n = 0
     try:
+        with interrupts_deferred():
+            batches = iter(batches)
         with torch.no_grad():
             for x, _ in batches:
                 raise_if_interrupted()
@@ -257,7 +259,10 @@ def train_one_epoch(model, loader, criterion, optimizer, device, epoch: int, sho
     model.train()
     set_frozen_bn_eval(getattr(model, "module", model))
     loss_sum, correct, count = 0.0, 0, 0
-    bar = tqdm(loader, desc=f"epoch {epoch} train", unit="batch", disable=not show, leave=False, dynamic_ncols=True)
+    with interrupts_deferred():  # a half-built DataLoader iterator fails in __del__ with a traceback
+        batches = iter(loader)
+    bar = tqdm(batches, desc=f"epoch {epoch} train", unit="batch", total=len(loader), disable=not show, leave=False,
+               dynamic_ncols=True)
     for x, y in bar:
         raise_if_interrupted()  # a Ctrl-C/SIGTERM whose exception Python swallowed in a fork hook
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -288,8 +293,11 @@ def evaluate_loss(model, loader, device, show: bool = False, desc: str = "val") 
 
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
+    with interrupts_deferred():
+        batches = iter(loader)
     with torch.no_grad():
-        for x, y in tqdm(loader, desc=desc, unit="batch", disable=not show, leave=False, dynamic_ncols=True):
+        for x, y in tqdm(batches, desc=desc, unit="batch", total=len(loader), disable=not show, leave=False,
+                         dynamic_ncols=True):
             raise_if_interrupted()
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits = model(x)

@@ -155,3 +155,26 @@ def test_classify_interrupted_exits_130_without_a_partial_csv(real_db_dir, tiny_
     if out.exists():  # if anything was written, it is a complete CSV
         lines = out.read_text(encoding="utf-8").splitlines()
         assert lines and lines[0].startswith("exam,file,label")
+
+
+def test_an_interrupt_during_a_fork_is_kept_not_swallowed():
+    """A signal whose KeyboardInterrupt would land in an at-fork hook is recorded and raised at the next
+    safe point; outside a fork it raises at once; the previous handlers come back afterwards."""
+    from edge import interrupts
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        with interrupts.handle_interrupts():
+            interrupts._forking.add(1)  # as between os.fork's hooks
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)  # the handler has run: recorded, not raised
+                assert interrupts.pending() == "SIGTERM"
+            finally:
+                interrupts._forking.discard(1)
+            interrupts.raise_if_interrupted()
+    assert signal.getsignal(signal.SIGTERM) is before and interrupts.pending() is None
+    with pytest.raises(KeyboardInterrupt, match="SIGINT"):
+        with interrupts.handle_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
