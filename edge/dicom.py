@@ -85,12 +85,18 @@ def missing_decoder(ds: Any, path: Path) -> FetalPlanesError | None:
 
 
 def check_readable(paths: Iterable[str | Path]) -> None:
-    """Before any work: pydicom is there, and a decoder for every DICOM file's transfer syntax (headers only)."""
+    """Before any work: pydicom is there, and a decoder for every DICOM file's transfer syntax (headers only).
+
+    A file whose header cannot be read is left to the reader (one unreadable image, not a stop).
+    """
+    paths = [Path(p) for p in paths if is_dicom(p)]
+    if paths:
+        _pydicom()
     for p in paths:
-        p = Path(p)
-        if not is_dicom(p):
+        try:
+            ds = _read_dataset(p, header_only=True)
+        except FetalPlanesError:
             continue
-        ds = _read_dataset(p, header_only=True)
         err = missing_decoder(ds, p)
         if err is not None:
             raise err
@@ -188,6 +194,9 @@ def read_dicom(path: str | Path, frame: int | None = None) -> tuple[np.ndarray, 
 
 
 def frame_count(path: str | Path) -> int:
-    """Frames of a DICOM file, from its header only."""
-    ds = _read_dataset(Path(path), header_only=True)
+    """Frames of a DICOM file, from its header only (1 when the header cannot be read)."""
+    try:
+        ds = _read_dataset(Path(path), header_only=True)
+    except FetalPlanesError:
+        return 1
     return max(1, int(getattr(ds, "NumberOfFrames", 1) or 1))

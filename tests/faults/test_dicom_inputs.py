@@ -160,3 +160,18 @@ def test_broken_dicom_files(tmp_path):
             dcm = open_dicom(tmp_path / name)
             list(dcm)
         assert name in err.value.message and err.value.hint
+
+
+def test_a_broken_dicom_in_a_folder_is_one_unreadable_image(dicom_folder, tiny_onnx, tmp_path):
+    folder = tmp_path / "mixed"
+    shutil.copytree(dicom_folder, folder)
+    (folder / "broken.dcm").write_text("not dicom")
+    out = tmp_path / "r.csv"
+    r = run_cli(["classify", str(folder), "--model", str(tiny_onnx), "--out", str(out)])
+    assert r.returncode == 0, r.stderr
+    rows = {Path(row["file"]).stem: row for row in csv.DictReader(open(out, encoding="utf-8"))}
+    assert "not a readable DICOM file" in rows["broken"]["error"] and all(rows[n]["label"] for n in NAMES)
+    pred = tmp_path / "p.jsonl"
+    r = run_cli(["run", "--model", str(tiny_onnx), "--input", str(folder), "--output", f"jsonl://{pred}", "--quiet"])
+    assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr
+    assert len(pred.read_text().splitlines()) == 33
