@@ -150,6 +150,7 @@ def test_missing_decoder_is_a_clear_error_before_any_work(dicom_folder, tiny_onn
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.filterwarnings("ignore:End of file reached:UserWarning")
 def test_broken_dicom_files(tmp_path):
     (tmp_path / "empty.dcm").write_bytes(b"")
     (tmp_path / "text.dcm").write_text("not dicom")
