@@ -110,6 +110,34 @@ def select_calibration_samples(
     return sorted(chosen, key=lambda s: s.record.row)
 
 
+def class_coverage(samples: list[Sample], labels: list[str]) -> dict[str, int]:
+    """Images per class (every label, in the model's order; 0 where the set has none)."""
+    counts = {lbl: 0 for lbl in labels}
+    for s in samples:
+        if 0 <= s.label < len(labels):
+            counts[labels[s.label]] += 1
+    return counts
+
+
+def check_class_coverage(samples: list[Sample], labels: list[str], source: str, allow_missing: bool = False) -> list[str]:
+    """The classes the calibration set lacks; a FetalPlanesError (exit 2) unless ``allow_missing``.
+
+    A class without a calibration image means INT8 ranges never saw that plane (and the accuracy check
+    has no labelled example of it from training patients): the INT8 model may fail on it unnoticed.
+    """
+    counts = class_coverage(samples, labels)
+    missing = [lbl for lbl, n in counts.items() if n == 0]
+    if missing and not allow_missing:
+        per_class = ", ".join(f"{lbl} {n}" for lbl, n in counts.items())
+        raise FetalPlanesError(
+            f"{source}: the calibration set has no training image of {len(missing)} class(es): "
+            f"{', '.join(missing)} (per class: {per_class})",
+            hint="calibrate on the dataset the model was trained on (all classes among the Train = 1 patients), "
+            "or pass --allow-missing-classes to quantize anyway (the report records the missing classes)",
+        )
+    return missing
+
+
 def load_preprocessed(db: Dataset, samples: list[Sample], info: ModelInfo) -> np.ndarray:
     """The samples' images through the model's own preprocessing -> (N, C, H, W) float32."""
     from edge.preprocess import prepare

@@ -65,6 +65,9 @@ def register(subparsers) -> None:
                    help="the put-back stops once the INT8 file is at most this fraction of the FP32 file "
                         "(default 1/3; 0: try every float layer; not used with --target tensorrt, whose files keep "
                         "float weights behind Q/DQ pairs)")
+    p.add_argument("--allow-missing-classes", action="store_true",
+                   help="quantize even when the calibration set (training patients) has no image of some class; "
+                        "by default that is refused (exit 2), since INT8 ranges would never see those planes")
     p.add_argument("--val-max-images", type=int, default=None, help="use at most this many validation images")
     add_threads(p, help="ONNX Runtime threads for the timing (0: all usable cores)")
     p.add_argument("--speed-seconds", type=float, default=1.0, help="timing: seconds per file and round (1.0)")
@@ -101,6 +104,7 @@ def handle(args: argparse.Namespace) -> int:
         put_back_kl_slack=args.put_back_kl_slack,
         size_target=args.size_target or None,
         val_max_images=args.val_max_images,
+        allow_missing_classes=args.allow_missing_classes,
         threads=args.threads,
         speed_seconds=args.speed_seconds,
         speed_rounds=args.speed_rounds,

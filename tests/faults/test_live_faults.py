@@ -1,6 +1,6 @@
 """Faults of the live loop (`fetalplanes run`): outputs that cannot be written or fail mid-run, a full disk,
 limits on error paths, truncated videos, unknown schemes, signals. Each case: the message, the exit code,
-and what is kept on disk (docs/faults_live.md lists them)."""
+and what is kept on disk (docs/faults.md, "Live loop", lists them)."""
 
 from __future__ import annotations
 
