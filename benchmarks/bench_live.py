@@ -235,7 +235,7 @@ def run_throughput(model: str | Path, videos: Sequence[str | Path], threads: int
 
 
 def run_latency(models: dict[str, str | Path], clips: Sequence[str | Path], threads: int, tmp: Path,
-                frames: int = LATENCY_FRAMES, modes: Sequence[str] = tuple(MODES),
+                frames: int = LATENCY_FRAMES, modes: Sequence[str] = tuple(MODES), output_thread: bool = True,
                 log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Each model x clip x mode, ``frames`` frames (clips loop): latency percentiles, drops, CPU share."""
     rows = []
@@ -244,12 +244,12 @@ def run_latency(models: dict[str, str | Path], clips: Sequence[str | Path], thre
             facts = video_facts(v)
             for mode in modes:
                 spec = {"video": str(v), "mode": mode, "pace": MODES[mode], "model": str(model), "threads": threads,
-                        "jsonl": str(tmp / "l.jsonl"), "max_frames": frames, "loop": True}
+                        "jsonl": str(tmp / "l.jsonl"), "max_frames": frames, "loop": True, "output_thread": output_thread}
                 r = row_of(run_child(spec))
-                rows.append({"model": name, "video": str(v), "name": Path(v).name, "width": facts["width"],
-                             "height": facts["height"], "fps": facts["fps"], "mode": mode, **r})
+                rows.append({"model": name, "output_thread": output_thread, "video": str(v), "name": Path(v).name,
+                             "width": facts["width"], "height": facts["height"], "fps": facts["fps"], "mode": mode, **r})
                 o = r.get("overlay_latency") or {}
-                log(f"  {name:<18} {Path(v).name[:36]:<36} {mode:<8} " + (
+                log(f"  {name:<18} {Path(v).name[:36]:<36} {mode:<8} " + ("" if output_thread else "no output thread ") + (
                     f"{r['frames']:5d} frames  capture-to-overlay mean {common.fmt(o.get('mean_ms'), 2)} "
                     f"p99 {common.fmt(o.get('p99_ms'), 2)} p99.9 {common.fmt(o.get('p99.9_ms'), 2)} "
                     f"max {common.fmt(o.get('max_ms'), 2)} ms  CPU {common.fmt(r['cpu_cores'], 2)} cores"
@@ -303,12 +303,14 @@ def _median(values: Sequence[float]) -> float | None:
 def run_bench(model: str | Path, videos: Sequence[str | Path], threads: int = 2, latency_frames: int = LATENCY_FRAMES,
               latency_clips: Sequence[str | Path] | None = None, sononet: str | Path | None = None,
               throughput: bool = True, max_frames: int = 0, model_seconds: float = 1.0, model_rounds: int = 3,
-              modes: Sequence[str] = tuple(MODES), log: Callable[[str], None] = print) -> dict[str, Any]:
+              modes: Sequence[str] = tuple(MODES), compare_output_thread: bool = True,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Throughput on every clip, latency on the real 640x480 clips and a 1920x1080 60 fps one; target checks.
 
     ``latency_clips``: the clips of the latency runs (default: the real 640x480 ones among ``videos``); the
     1920x1080 clip is made from the first of them. ``sononet``: a SonoNet-16 (INT8) ONNX file also run
-    through the latency part (its target rows say "not run" without one).
+    through the latency part (its target rows say "not run" without one). ``compare_output_thread``: the
+    first model's paced-60 runs again with the output thread off (rows with ``output_thread`` False).
     """
     from calibration.speed import measure_hz
 
@@ -333,7 +335,12 @@ def run_bench(model: str | Path, videos: Sequence[str | Path], threads: int = 2,
             if sononet:
                 models["sononet16_int8"] = sononet
             log(f"latency: {len(models)} model(s) x {len(clips)} clips x {len(modes)} modes, {latency_frames} frames each")
-            result["latency"] = run_latency(models, clips, threads, tmp_path, latency_frames, modes, log)
+            result["latency"] = run_latency(models, clips, threads, tmp_path, latency_frames, modes, log=log)
+            if compare_output_thread and "paced-60" in modes:  # the same at 60 fps without the output thread
+                log("latency without the output thread (paced-60), for comparison")
+                first = dict(list(models.items())[:1])
+                result["latency"] += run_latency(first, clips, threads, tmp_path, latency_frames, ("paced-60",),
+                                                 output_thread=False, log=log)
     result["load_average"]["end"] = common.load_average()
     result["targets"] = check_targets(result)
     result["seconds"] = time.perf_counter() - t0
@@ -359,7 +366,7 @@ def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         for where, pick in (("the real 640x480 clips", lambda r: r["width"] == 640 and r["height"] == 480),
                             (f"{HDMI_SIZE[0]}x{HDMI_SIZE[1]} input", lambda r: r["name"].startswith(HDMI_NAME))):
             target = f"{model}: live p99.9 capture-to-overlay <= {FRAME_60_MS:.1f} ms paced at 60 fps, {where}"
-            sel = [r for r in lat if r["model"] == model and r["mode"] == "paced-60" and pick(r)]
+            sel = [r for r in lat if r["model"] == model and r["mode"] == "paced-60" and r.get("output_thread", True) and pick(r)]
             value, worst = _worst(sel, lambda r: (r.get("overlay_latency") or {}).get("p99.9_ms"))
             if value is None:
                 why = ("not run: no SonoNet model (pass --sononet FILE.onnx)" if model == "sononet16_int8" and not result.get("sononet")
@@ -426,7 +433,8 @@ def latency_markdown(result: dict[str, Any]) -> list[str]:
             lines.append(f"| {r['model']} | {r['name']} | {r['width']}x{r['height']} | {r['mode']} | error: {r['error']} ||||||||||")
             continue
         o, lab = r["overlay_latency"] or {}, r["label_latency"] or {}
-        lines.append(f"| {r['model']} | {r['name']} | {r['width']}x{r['height']} | {r['mode']} | {r['frames']} | "
+        mode = r["mode"] + ("" if r.get("output_thread", True) else ", no output thread")
+        lines.append(f"| {r['model']} | {r['name']} | {r['width']}x{r['height']} | {mode} | {r['frames']} | "
                      + " | ".join(f(o.get(k), 2) for k in ("mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p99.9_ms", "max_ms"))
                      + f" | {f(lab.get('p99.9_ms'), 2)} | {r['dropped']} / {r['output_dropped']} / {r['display_skipped']} | "
                        f"{f(r['cpu_cores'], 2)} |")
@@ -491,7 +499,8 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     rows = [r for r in result.get("latency", []) if "error" not in r and r.get("overlay_latency")]
     fig, ax = plt.subplots(figsize=(10, 0.9 + 0.32 * max(1, len(rows))))
     if rows:
-        names = [f"{r['model'][:14]} {r['name'][:26]} {r['mode']}" for r in rows]
+        names = [f"{r['model'][:14]} {r['name'][:26]} {r['mode']}" + ("" if r.get("output_thread", True) else " no OT")
+                 for r in rows]
         y = np.arange(len(rows))
         for key, marker in (("p50_ms", "o"), ("p99_ms", "s"), ("p99.9_ms", "^"), ("max_ms", "x")):
             ax.scatter([r["overlay_latency"].get(key, np.nan) for r in rows], y, marker=marker, label=key[:-3])

@@ -144,12 +144,14 @@ def test_bench_live_latency_rows_and_targets(tiny_onnx, tmp_path):
     result = bench_live.run_bench(tiny_onnx, [video], threads=1, latency_frames=25, latency_clips=[video],
                                   throughput=False, modes=("paced-60",), model_seconds=0.01, model_rounds=1,
                                   log=lambda m: None)
-    rows = result["latency"]
-    assert [(r["mode"], r["width"], r["height"]) for r in rows] == [("paced-60", 320, 240), ("paced-60", 1920, 1080)]
+    rows = result["latency"]  # with the output thread, then the same without it (for comparison)
+    assert [(r["mode"], r["width"], r["height"], r["output_thread"]) for r in rows] == [
+        ("paced-60", 320, 240, True), ("paced-60", 1920, 1080, True), ("paced-60", 320, 240, False), ("paced-60", 1920, 1080, False)]
     for r in rows:
         assert "error" not in r, r
         o = r["overlay_latency"]
         assert r["frames"] == 25 and o["samples"] + r["output_dropped"] + r["display_skipped"] == 25  # 10 frames, looped
+        assert r["output_thread"] or r["output_dropped"] == r["display_skipped"] == 0
         assert o["mean_ms"] > 0 and o["p50_ms"] <= o["p90_ms"] <= o["p95_ms"] <= o["p99_ms"] <= o["p99.9_ms"] <= o["max_ms"]
         assert 0 < r["cpu_cores"] < 64
     t = {row["target"]: row for row in result["targets"]}
@@ -158,7 +160,7 @@ def test_bench_live_latency_rows_and_targets(tiny_onnx, tmp_path):
     sono = [v for k, v in t.items() if k.startswith("sononet16_int8")]
     assert len(sono) == 2 and all(v["pass"] is None and v["note"].startswith("not run: no SonoNet model") for v in sono)
     md = bench_live.markdown(result)
-    assert "p99.9" in md and "1920x1080" in md and "load average" in md
+    assert "p99.9" in md and "1920x1080" in md and "load average" in md and "paced-60, no output thread" in md
 
 
 def test_targets_file_schema_from_one_tiny_run(tiny_onnx, tmp_path):
