@@ -47,6 +47,8 @@ MEMORY_LIMIT_MB = 250.0
 LATENCY_FRAMES = 1000  # frames per latency run (HoloHub reports over >= 1,000)
 #: live / model-only Hz wanted per model (issue 17: MobileNetV2 90 %, MobileNetV3-small 75 %; ResNet-18 as issue 6)
 LIVE_OVER_MODEL = {"mobilenet_v3_small": 0.75, "mobilenet_v2": 0.90, "resnet18": 0.90}
+#: a loop faster than its model alone by more than this is not a measurement (the load changed between the two)
+RATIO_VALID_MAX = 1.10
 HDMI_SIZE, HDMI_FPS = (1920, 1080), 60.0
 HDMI_NAME = "hdmi-1920x1080-60fps"
 
@@ -119,22 +121,28 @@ def peak_rss_mb() -> float:
 def model_only_hz(model: str, threads: int, seconds: float, spin: bool | None = None) -> dict[str, float]:
     """Batch-1 Hz of the model alone, same file and threads, in the same process seconds after the loop.
 
-    ``spin``: ONNX Runtime's spin-waiting as in the loop (None: ORT's default, on, its fastest for a model alone).
+    ``spin``: ONNX Runtime's spin-waiting (None: the faster of on, ORT's default and its fastest alone on a
+    quiet box, and off, which holds up better when other jobs take the cores): the model at its best.
     """
     import numpy as np
 
     from edge.backends import open_runner
 
-    with open_runner(model, threads=threads, spin=spin) as r:
-        x = np.random.default_rng(0).normal(0, 0.5, r.info.input_shape(1)).astype(np.float32)
-        for _ in range(5):
-            r.infer(x)
-        times, start = [], time.perf_counter()
-        while time.perf_counter() - start < seconds or len(times) < 5:
-            t0 = time.perf_counter()
-            r.infer(x)
-            times.append(time.perf_counter() - t0)
-    return {"hz": len(times) / (time.perf_counter() - start), "p50_ms": float(np.percentile(times, 50) * 1000)}
+    best: dict[str, float] = {}
+    for s in ([True, False] if spin is None else [spin]):
+        with open_runner(model, threads=threads, spin=s) as r:
+            x = np.random.default_rng(0).normal(0, 0.5, r.info.input_shape(1)).astype(np.float32)
+            for _ in range(5):
+                r.infer(x)
+            times, start = [], time.perf_counter()
+            while time.perf_counter() - start < seconds or len(times) < 5:
+                t0 = time.perf_counter()
+                r.infer(x)
+                times.append(time.perf_counter() - t0)
+        hz = len(times) / (time.perf_counter() - start)
+        if hz > best.get("hz", 0.0):
+            best = {"hz": hz, "p50_ms": float(np.percentile(times, 50) * 1000), "spin": s}
+    return best
 
 
 def run_child(spec: dict[str, Any], timeout: float = 600.0) -> dict[str, Any]:
@@ -266,8 +274,8 @@ def run_matrix(models: dict[str, str | Path], videos: Sequence[str | Path], sett
                max_frames: int = 400, model_seconds: float = 1.0, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Each model x setting x clip, unpaced, in a child; the ratio to the model-only Hz at the same threads.
 
-    The model-only reference runs with ONNX Runtime's default spin-waiting (its fastest alone); the loop runs
-    with spinning off (`fetalplanes run`'s default), so the ratio is the loop against the model at its best.
+    The model-only reference is the faster of ONNX Runtime's spin-waiting on and off; the loop runs with
+    spinning off (`fetalplanes run`'s default), so the ratio is the loop against the model at its best.
     """
     out: dict[str, Any] = {"settings": [s[0] for s in settings], "max_frames": max_frames, "models": {}}
     with tempfile.TemporaryDirectory(prefix="fetalplanes-bench-matrix-") as tmp:
@@ -394,9 +402,16 @@ def matrix_targets(matrix: dict[str, Any]) -> list[dict[str, Any]]:
         if best is None:
             checks.append(common.target_row(target, None, need, None, "ratio", "not run"))
             continue
-        others = ", ".join(f"{label} {common.fmt(r['worst_ratio'], 2)}" for label, r in m["settings"].items())
-        checks.append(common.target_row(target, best[1]["worst_ratio"], need, best[1]["worst_ratio"] >= need, "ratio",
-                                        f"best setting: {best[0]} (all: {others})", setting=best[0]))
+        others = "; ".join(f"{label} {common.fmt(r['worst_ratio'], 2)}" for label, r in m["settings"].items())
+        value = best[1]["worst_ratio"]
+        note = f"best setting: {best[0]} (all: {others})"
+        ratios = [r["live_over_model"] for r in best[1]["clips"].values() if r.get("live_over_model") is not None]
+        if max(ratios) > RATIO_VALID_MAX:  # the loop cannot outrun its own model: the load moved under the timings
+            checks.append(common.target_row(target, value, need, None, "ratio", f"NOT VALID: a clip's loop ran "
+                                            f"{max(ratios):.2f}x its model alone (the machine's load changed between "
+                                            f"the two timings; rerun on a quiet machine); {note}", setting=best[0]))
+            continue
+        checks.append(common.target_row(target, value, need, value >= need, "ratio", note, setting=best[0]))
     return checks
 
 
@@ -448,8 +463,9 @@ def matrix_markdown(matrix: dict[str, Any]) -> list[str]:
              f"Each model's FP32 ONNX file at 224 px, each setting, each real 640x480 clip (at most "
              f"{matrix['max_frames']} frames, looping), in a child process, pipeline on; the loop with ONNX Runtime's "
              "spin-waiting off (`fetalplanes run`'s default), the model-only reference in the same child right after "
-             "with ORT's default (spinning: its fastest alone). Cells: worst-clip ratio live / model-only (median loop "
-             "Hz / median model-only Hz).", "",
+             "(the faster of ORT's spin-waiting on and off: the model at its best). Cells: worst-clip ratio live / "
+             f"model-only (median loop Hz / median model-only Hz). A ratio above {RATIO_VALID_MAX:.2f} is no measurement: "
+             "the load changed between the two timings.", "",
              "| model | " + " | ".join(matrix["settings"]) + " |", "|---|" + "---|" * len(matrix["settings"])]
     for name, m in matrix["models"].items():
         cells = []

@@ -212,3 +212,14 @@ def test_bench_live_matrix_per_model_and_setting(tiny_onnx, tmp_path):
     assert check["limit"] == 0.75 and check["pass"] == (rows[best]["worst_ratio"] >= 0.75)
     md = "\n".join(bench_live.matrix_markdown(matrix))
     assert "| mobilenet_v3_small | " in md and "2 threads, output thread" in md
+
+
+def test_live_faster_than_its_model_alone_is_not_a_pass():
+    def setting(ratio):
+        return {"worst_ratio": ratio, "clips": {"a.mp4": {"live_over_model": ratio}}}
+
+    matrix = {"models": {"mobilenet_v2": {"settings": {"1 thread": setting(0.95), "2 threads": setting(1.84)}},
+                         "resnet18": {"settings": {"1 thread": setting(0.93)}}}}
+    checks = {c["target"].split(":")[0]: c for c in bench_live.matrix_targets(matrix)}
+    assert checks["mobilenet_v2"]["pass"] is None and "NOT VALID" in checks["mobilenet_v2"]["note"]
+    assert checks["resnet18"]["pass"] is True and checks["resnet18"]["limit"] == 0.9
