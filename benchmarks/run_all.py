@@ -83,7 +83,23 @@ def write_targets_file(out: Path, since: float, run: dict[str, Any], models_why_
         rows += json.loads(live_json.read_text())["targets"]
     else:
         rows.append(common.target_row("live loop (bench_live)", None, None, None, "", "not run: bench_live failed"))
+    loads = [x for x in (run.get("load_average_start"), run.get("load_average_end")) if x is not None]
+    run["usable_cpus"] = usable_cpus()
+    run["loaded"] = bool(loads) and max(loads) > run["usable_cpus"]
+    if run["loaded"]:  # other jobs held the cores: say so on every measured row
+        warn = (f"measured on a loaded machine (load average up to {max(loads):.1f} on {run['usable_cpus']} CPUs): "
+                "not a reliable verdict")
+        rows = [{**r, "note": f"{warn}; {r['note']}" if r["note"] else warn} if r["measured"] is not None else r for r in rows]
     return common.write_targets(out / "targets.json", rows, run)
+
+
+def usable_cpus() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 if __name__ == "__main__":

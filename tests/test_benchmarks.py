@@ -175,9 +175,9 @@ def test_targets_file_schema_from_one_tiny_run(tiny_onnx, tmp_path):
     live = bench_live.run_bench(tiny_onnx, [video], threads=1, latency_frames=0, max_frames=3, model_seconds=0.01,
                                 model_rounds=1, log=lambda m: None)
     bench_live.write_results(live, tmp_path)
-    path = run_all.write_targets_file(tmp_path, t0, {"id": "test-run", "quick": True}, "not run")
+    path = run_all.write_targets_file(tmp_path, t0, {"id": "test-run", "quick": True, "load_average_start": 0.1}, "not run")
     data = json.loads(path.read_text())
-    assert data["run"]["id"] == "test-run" and data["targets"]
+    assert data["run"]["id"] == "test-run" and data["targets"] and data["run"]["loaded"] is False
     for row in data["targets"]:
         assert {"target", "measured", "pass", "run"} <= set(row) and row["run"] == "test-run"
         assert row["pass"] in (True, False, None) and (row["measured"] is None or isinstance(row["measured"], float))
@@ -186,6 +186,9 @@ def test_targets_file_schema_from_one_tiny_run(tiny_onnx, tmp_path):
     assert any(n.startswith("mobilenet_v2: best deployable") for n in names)
     assert any(n.startswith("edge process peak memory") for n in names)
     assert any("capture-to-overlay" in n for n in names)
+    loaded = run_all.write_targets_file(tmp_path, t0, {"id": "busy", "load_average_end": 99.0}, "not run")
+    rows = json.loads(loaded.read_text())["targets"]
+    assert all(r["note"].startswith("measured on a loaded machine") for r in rows if r["measured"] is not None)
     # a stale models.json (older than the run) is not taken as this run's
     old = run_all.write_targets_file(tmp_path, __import__("time").time() + 60, {"id": "later"}, "not run: skipped")
     rows = json.loads(old.read_text())["targets"]
