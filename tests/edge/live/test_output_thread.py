@@ -185,3 +185,61 @@ def test_output_thread_flag_and_config_default():
     assert RunConfig().output_thread is True
     assert overrides_from_args(parser.parse_args(["run", "--no-output-thread"]))["output_thread"] is False
     assert overrides_from_args(parser.parse_args(["run"]))["output_thread"] is None
+
+
+class SlowLiveSource(EndlessSource):
+    """A live source delivering a frame every ``period`` s (a scanner at a low frame rate)."""
+
+    def __init__(self, period=0.15, **kw):
+        super().__init__(**kw)
+        self.period = period
+
+    def read(self):
+        time.sleep(self.period)
+        return super().read()
+
+
+def test_a_window_is_woken_for_its_frame_not_at_the_next_one(tiny_onnx):
+    """The output thread wakes the main thread: a window shows a frame long before the next frame arrives."""
+    window, stop, seen = SlowOutput(main_thread=True), threading.Event(), []
+
+    def on_record(rec):
+        seen.append(rec)
+        if len(seen) == 6:
+            stop.set()
+
+    s = run_loop(config(tiny_onnx), source_factory=SlowLiveSource, live=True, stop_event=stop, on_record=on_record,
+                 extra_outputs=[window])
+    assert len(window.records) >= 5 and window.threads == {threading.main_thread().name}
+    assert s.overlay_latency_ms["p50_ms"] < 100  # not held until the next frame (150 ms) or the loop's 100 ms poll
+
+
+def test_reconnecting_banner_reaches_a_window_on_the_main_thread(tiny_onnx):
+    class Window(RecordingOutput):
+        main_thread = True
+
+        def show_status(self, frame):
+            assert threading.current_thread() is threading.main_thread()
+            super().show_status(frame)
+
+    calls, stop, after = [], threading.Event(), []
+
+    def factory():
+        calls.append(1)
+        if len(calls) == 1:
+            return FakeSource(moving(6), live=True)
+        if len(calls) == 2:
+            raise FetalPlanesError("capture card unplugged")
+        return EndlessSource(seed=3)
+
+    def on_record(rec):
+        if len(calls) == 3:
+            after.append(rec)
+            if len(after) == 3:
+                stop.set()
+
+    out = Window()
+    s = run_loop(config(tiny_onnx), source_factory=factory, live=True, extra_outputs=[out], stop_event=stop,
+                 on_record=on_record)
+    assert s.reconnects == 1 and out.status_frames, "the reconnecting banner was never shown"
+    assert (out.status_frames[0][-3:, :, 2] > 200).mean() > 0.9  # the red band
