@@ -1,6 +1,6 @@
 """`make bench`: model-only speed of every runtime, then the live loop end to end; one targets file.
 
-    .venv/bin/python benchmarks/run_all.py                # the full run (about 20-25 min on 2 quiet cores, once the
+    .venv/bin/python benchmarks/run_all.py                # the full run (estimated 20 min on 2 quiet cores, once the
                                                           # models are trained and cached; training adds ~15 min once)
     .venv/bin/python benchmarks/run_all.py --quick        # fewer, shorter rounds; 300-frame latency runs
     .venv/bin/python benchmarks/run_all.py --sononet sononet16.int8.onnx   # with the SonoNet-16 latency rows
