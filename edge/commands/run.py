@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=None,
                    help="prepare the next frame (sector crop + preprocessing) in a second thread while one is inferred "
                         "(default: on; --no-pipeline does every stage in one thread)")
+    g.add_argument("--output-thread", action=argparse.BooleanOptionalAction, default=None,
+                   help="draw the overlay and write recordings in their own thread, dropping the oldest waiting frame "
+                        "when it falls behind a live input (default: on; windows are still shown by the main thread)")
     g.add_argument("--spin", action=argparse.BooleanOptionalAction, default=None,
                    help="let ONNX Runtime's threads spin-wait between frames (default: off, which leaves the cores "
                         "to capture and preprocessing; on can shave a little latency on an otherwise idle box)")
@@ -106,6 +109,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         "providers": [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None,
         "threads": args.threads,
         "pipeline": args.pipeline,
+        "output_thread": args.output_thread,
         "spin": args.spin,
     }
 

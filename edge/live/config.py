@@ -51,6 +51,7 @@ class RunConfig:
     providers: list[str] = field(default_factory=lambda: ["cpu"])  # ONNX Runtime providers, in order
     threads: int = 0  # ONNX Runtime intra-op threads (0 = its default)
     pipeline: bool = True  # prepare frame N+1 (sector, crop, preprocess) in a second thread while frame N is inferred
+    output_thread: bool = True  # overlay + frame outputs (recordings, streams) in their own thread; windows stay on the main thread
     spin: bool = False  # let ONNX Runtime's threads spin-wait between runs (takes CPU from capture and prepare)
     log_every_s: float = 10.0  # a progress line in the log this often (0 = never)
     exam_report: str = ""  # issue 14: write an exam report (index.html, images, JSON) here at the end of each exam; "" = never

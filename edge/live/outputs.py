@@ -91,6 +91,7 @@ class Output:
     """One destination of the loop's results."""
 
     wants_frames = False  # whether write() needs the (overlaid) frame
+    main_thread = False  # write()/show_status() only from the loop's (main) thread: OpenCV highgui windows
     stop_requested = False  # set by a window when the user presses q / Esc
 
     # write() raises when the output can no longer be written (disk full, device gone); the loop
@@ -424,9 +425,13 @@ def display_available() -> tuple[bool, str]:
 
 
 class DisplayOutput(Output):
-    """A window showing the overlaid frames; q or Esc stops the loop, n starts a new exam."""
+    """A window showing the overlaid frames; q or Esc stops the loop, n starts a new exam.
+
+    OpenCV's highgui works from one thread only: the loop shows it from its own thread, never the output thread.
+    """
 
     wants_frames = True
+    main_thread = True
 
     def __init__(self, spec: OutputSpec):
         super().__init__(spec)
