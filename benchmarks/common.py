@@ -7,6 +7,7 @@ The timing and deployability code itself lives in the package, :mod:`calibration
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -91,11 +92,21 @@ def models_markdown_table(model_result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def portable_paths(text: str) -> str:
+    """Machine paths in a result as a reader can follow them: the repository's own relative, the shared data
+    as ``../shared``, the user's cache as ``~``, temporary work folders as ``TMP``."""
+    repo = Path(__file__).resolve().parents[1]
+    for prefix, short in ((str(repo.parent / "shared"), "../shared"), (str(repo) + "/", ""),
+                          (str(Path.home()), "~"), (tempfile.gettempdir(), "TMP")):
+        text = text.replace(prefix, short)
+    return text
+
+
 def write_json(path: str | Path, data: Any) -> Path:
-    """``data`` as indented JSON (parents created)."""
+    """``data`` as indented JSON (parents created; machine paths made portable)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, default=float) + "\n", encoding="utf-8")
+    path.write_text(portable_paths(json.dumps(data, indent=1, default=float)) + "\n", encoding="utf-8")
     return path
 
 
@@ -105,6 +116,6 @@ def write_results(result: dict[str, Any], out_dir: Path, stem: str, markdown, pl
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": write_json(out_dir / f"{stem}.json", result), "md": out_dir / f"{stem}.md",
              "png": out_dir / f"{stem}.png"}
-    paths["md"].write_text(markdown(result), encoding="utf-8")
+    paths["md"].write_text(portable_paths(markdown(result)), encoding="utf-8")
     plot(result, paths["png"])
     return paths

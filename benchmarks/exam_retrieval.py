@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from common import RESULTS, machine_stamp  # noqa: E402
+from common import RESULTS, machine_stamp, portable_paths  # noqa: E402
 
 
 def run_one(model: str, video: Path, rep: Path, exam_id: str, stand_in: bool, seed: int) -> dict:
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
         "",
     ]
     Path(args.out).write_text("\n".join(lines))
-    Path(args.out).with_suffix(".json").write_text(json.dumps({"machine": stamp, "results": results}, indent=1, default=str))
+    Path(args.out).with_suffix(".json").write_text(portable_paths(json.dumps({"machine": stamp, "results": results}, indent=1, default=str)))
     print("\n".join(lines))
     return 0
 

@@ -142,7 +142,7 @@ def test_classify_interrupted_exits_130_without_a_partial_csv(real_db_dir, tiny_
         pytest.skip(f"{src} not found")
     archive = tmp_path / "archive"
     archive.mkdir()
-    for i in range(3000):  # hard links: a large archive at no cost
+    for i in range(30000):  # hard links: an archive large enough (about a minute of work) to be caught reading it
         os.link(src, archive / f"Patient{i:05d}_Plane4_1_of_1.png")
     out = tmp_path / "results.csv"
     child = Child(["classify", str(archive), "--model", str(tiny_onnx), "--out", str(out)])
