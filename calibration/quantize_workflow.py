@@ -62,6 +62,9 @@ class QuantizeJob:
     put_back: bool = True  # after the search, try each float layer in INT8 again (largest weights first)
     put_back_kl_slack: float | None = 1.1  # a put-back may raise the mean KL at most this factor over the bisection set
     size_target: float | None = 1.0 / 3.0  # put-back stops once INT8 <= this fraction of FP32 (None: try every layer)
+    #: how layers to keep in float are ranked: "speed" (KL regained per microsecond the layer costs in float, from
+    #: ONNX Runtime's profile of the FP32 and the fully INT8 file) or "sensitivity" (KL alone)
+    layer_choice: str = "speed"
     val_max_images: int | None = None  # cap the validation images (quick runs)
     threads: int = 0  # 0: the cores this process may use
     speed_seconds: float = 1.0
@@ -92,7 +95,9 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         METHODS,
         AUTO,
     )
-    from calibration.sensitivity import judge, layer_sensitivity, search_exclusions
+    from calibration.sensitivity import (
+        LAYER_CHOICES, float_costs, judge, layer_sensitivity, search_exclusions, speed_aware_ranking,
+    )
     from calibration.speed import default_threads, measure_hz
     from fetaldata import FetalPlanesDB
     from edge.errors import FetalPlanesError
@@ -103,6 +108,8 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
     if not 0.0 < job.search_headroom <= 1.0:
         raise FetalPlanesError(f"--search-headroom {job.search_headroom} is not in (0, 1]",
                                hint="use e.g. 0.5 (aim for half the allowed changed predictions) or 1 (none)")
+    if job.layer_choice not in LAYER_CHOICES:
+        raise FetalPlanesError(f"--layer-choice {job.layer_choice!r} is unknown", hint=f"use one of: {', '.join(LAYER_CHOICES)}")
     search_agreement = 1.0 - job.search_headroom * (1.0 - job.min_agreement)
     if job.out.resolve() == job.onnx.resolve():
         raise FetalPlanesError(f"--out {job.out} is the input model", hint="give the INT8 file its own name")
@@ -168,6 +175,20 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
                 f"{holds_all.expected_agreement:.4f}): ranking {len(nodes)} layers by KL on {n_sens} check images")
             ranking = layer_sensitivity(prepared, cache, config, x_check[idx], ref_all[idx], nodes, threads, log)
             sensitivity = [r.to_dict() for r in ranking]
+            order_bytes = {r.node: r.weight_bytes for r in ranking}
+            search_info["layer_choice"] = job.layer_choice
+            if job.layer_choice == "speed":
+                costs = float_costs(prepared, all_int8, nodes, x_check, threads)
+                by_sens = [r.node for r in ranking]
+                ranking = speed_aware_ranking(ranking, costs)
+                for d in sensitivity:
+                    d["float_cost_us"] = costs.get(d["node"], 0.0)
+                moved = sum(1 for a, b in zip(by_sens, (r.node for r in ranking)) if a != b)
+                search_info["float_costs_us"] = costs
+                search_info["speed_ranking"] = [r.node for r in ranking]
+                log(f"layer choice by speed: each layer's KL per microsecond it costs in float (ONNX Runtime profile "
+                    f"of FP32 vs INT8, batch 1); {moved} of {len(by_sens)} ranks differ from sensitivity alone")
+
             if config.float_layer_weights == "auto" and config.float_weight_storage == "int8":
                 config, search_info["float_weights"] = _choose_float_weights(
                     prepared, cache, config, nodes, x_check, ref_all, val.targets, job.max_drop, job.min_agreement,
@@ -175,7 +196,7 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
             result = search_exclusions(
                 prepared, cache, config, [r.node for r in ranking], x_check, ref_all, val.targets,
                 job.max_drop, job.min_agreement, threads, log,
-                weight_bytes={r.node: r.weight_bytes for r in ranking},
+                weight_bytes=order_bytes,
                 sensitivity={r.node: r.score for r in ranking},
                 prune=job.put_back,
                 kl_slack=job.put_back_kl_slack,

@@ -8,6 +8,7 @@ COMMAND_MODULES = (
     "export.commands.export_onnx",
     "export.commands.demo",
     "export.commands.experiment",
+    "export.commands.qat",
 )
 
 

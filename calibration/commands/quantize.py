@@ -65,6 +65,10 @@ def register(subparsers) -> None:
                    help="the put-back stops once the INT8 file is at most this fraction of the FP32 file "
                         "(default 1/3; 0: try every float layer; not used with --target tensorrt, whose files keep "
                         "float weights behind Q/DQ pairs)")
+    p.add_argument("--layer-choice", default="speed", choices=("speed", "sensitivity"),
+                   help="which layers to keep in float when some must be: speed (default: the most KL regained per "
+                        "microsecond the layer costs in float, profiled with ONNX Runtime on this machine; cheap, "
+                        "sensitive layers first) or sensitivity (KL alone)")
     p.add_argument("--val-max-images", type=int, default=None, help="use at most this many validation images")
     add_threads(p, help="ONNX Runtime threads for the timing (0: all usable cores)")
     p.add_argument("--speed-seconds", type=float, default=1.0, help="timing: seconds per file and round (1.0)")
@@ -100,6 +104,7 @@ def handle(args: argparse.Namespace) -> int:
         put_back=not args.no_put_back,
         put_back_kl_slack=args.put_back_kl_slack,
         size_target=args.size_target or None,
+        layer_choice=args.layer_choice,
         val_max_images=args.val_max_images,
         threads=args.threads,
         speed_seconds=args.speed_seconds,
