@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from edge.cli import add_command
-from edge.cli_args import add_out, add_threads, folder_name, positive_int
+from edge.cli_args import add_data, add_out, add_threads, positive_int
 from edge.deployability import MAX_DROP_POINTS, MIN_AGREEMENT
 from edge.errors import EXIT_FAILURE, EXIT_OK
 
@@ -32,9 +32,8 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint of `fetalplanes train` (RUN_DIR/best.pt)")
-    p.add_argument("--data", required=True, type=folder_name, metavar="DIR",
-                   help="FETAL_PLANES_DB folder (the model's training patients train, its validation patients check); "
-                        "with --distill also any folder of unlabelled images")
+    add_data(p, use="its training patients train, its validation patients check; with --distill also any folder of "
+                    "unlabelled images")
     add_out(p, "Q/DQ ONNX file to write (e.g. model.qat.onnx); the FP32 reference and the report go beside it",
             type=Path, metavar="FILE")
     p.add_argument("--target", default="cpu", choices=("cpu", "tensorrt"),
