@@ -74,8 +74,7 @@ class QatConfig:
     max_train_images: int | None = None  # quick runs: at most this many training images per epoch
     augment: bool = True  # the study's augmentation on labelled FETAL_PLANES_DB images
     seed: int = 0
-    device: str = "cpu"
-    threads: int = 0
+    threads: int = 0  # PyTorch and ONNX Runtime threads (0: their defaults); QAT runs on the CPU
     max_drop: float = MAX_DROP_POINTS
     min_agreement: float = MIN_AGREEMENT
 
@@ -376,34 +375,33 @@ def match_modules(model, prepared: str | Path, quants: Sequence[ActQuant], x: np
     return kept, left
 
 
-class _FoldedWeightQuant:
-    """Parametrization: per-output-channel symmetric int8 rounding of the weight as ONNX Runtime sees it
-    (folded with the eval-mode BatchNorm ``bn`` that follows the layer, when there is one)."""
+def _folded_weight_quant(bn=None):
+    """A parametrization: per-output-channel symmetric int8 rounding of the weight as ONNX Runtime sees it
+    (folded with the eval-mode BatchNorm ``bn`` that follows the layer, when there is one), unfolded again so
+    that the module and its BatchNorm compute ``conv(x, round(w * s)) + bias``."""
+    import torch
 
-    def __new__(cls, bn=None):
-        import torch
+    class FoldedWeightQuant(torch.nn.Module):
+        def __init__(self, bn):
+            super().__init__()
+            self.bn = [bn]  # a list: not registered as a submodule (its parameters stay the model's)
 
-        class FoldedWeightQuant(torch.nn.Module):
-            def __init__(self, bn):
-                super().__init__()
-                self.bn = [bn]  # a list: not registered as a submodule (its parameters stay the model's)
+        def forward(self, w):
+            bn = self.bn[0]
+            shape = [-1] + [1] * (w.dim() - 1)
+            if bn is not None:
+                s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                s = torch.where(s.abs() < 1e-12, torch.full_like(s, 1e-12), s)
+                folded = w * s.reshape(shape)
+            else:
+                s, folded = None, w
+            amax = folded.detach().abs().reshape(folded.shape[0], -1).amax(1)
+            scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax)).float()
+            zp = torch.zeros(folded.shape[0], dtype=torch.int32, device=w.device)
+            fq = torch.fake_quantize_per_channel_affine(folded, scale, zp, 0, -127, 127)
+            return fq / s.reshape(shape) if s is not None else fq
 
-            def forward(self, w):
-                bn = self.bn[0]
-                shape = [-1] + [1] * (w.dim() - 1)
-                if bn is not None:
-                    s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                    s = torch.where(s.abs() < 1e-12, torch.full_like(s, 1e-12), s)
-                    folded = w * s.reshape(shape)
-                else:
-                    s, folded = None, w
-                amax = folded.detach().abs().reshape(folded.shape[0], -1).amax(1)
-                scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax)).float()
-                zp = torch.zeros(folded.shape[0], dtype=torch.int32, device=w.device)
-                fq = torch.fake_quantize_per_channel_affine(folded, scale, zp, 0, -127, 127)
-                return fq / s.reshape(shape) if s is not None else fq
-
-        return FoldedWeightQuant(bn)
+    return FoldedWeightQuant(bn)
 
 
 def conv_bn_pairs(model, example) -> dict[str, str]:
@@ -480,7 +478,7 @@ class FakeQuant:
             mod = modules[path]
             if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)) and not parametrize.is_parametrized(mod, "weight"):
                 bn = modules[pairs[path]] if path in pairs else None
-                parametrize.register_parametrization(mod, "weight", _FoldedWeightQuant(bn))
+                parametrize.register_parametrization(mod, "weight", _folded_weight_quant(bn))
                 self.parametrized.append(mod)
         self.layers = [path for path in weights if path in modules]
         self.activations = len(quants)
