@@ -138,6 +138,32 @@ def prepare_model(arch: str, work: Path = WORK, recipe: Recipe | None = None,
     return files
 
 
+def untrained_fp32(arch: str, work: Path = WORK, size: int = 224) -> Path:
+    """FP32 ONNX of ``arch`` at ``size`` px with untrained (seeded random) weights, cached in ``work``.
+
+    For speed-only measurements (the live loop's Hz and latency, quick runs on a box without the trained
+    cache): an FP32 network's time does not depend on its weights. Never used for accuracy or INT8 checks.
+    """
+    import torch
+
+    from edge.labels import labels_for
+    from edge.modelinfo import ModelInfo
+    from export.checkpoint import save_checkpoint
+    from export.models import build_model
+    from export.onnx_export import export_onnx
+
+    d = work / f"{arch}-{size}px-untrained"
+    onnx = d / "model.onnx"
+    if not onnx.is_file():
+        labels = list(labels_for("planes"))
+        info = ModelInfo(task="planes", labels=labels, arch=arch, input_size=size, mean=128.0, std=64.0,
+                         extra={"untrained": "speed-only benchmark file (random weights)"})
+        torch.manual_seed(0)
+        ckpt = save_checkpoint(d / "untrained.pt", build_model(arch, len(labels), "none").eval(), info)
+        export_onnx(ckpt, onnx, samples=2, check_opencv=False)
+    return onnx
+
+
 def heldout_images(m: ModelFiles, info, max_images: int | None = None):
     """Preprocessed images of the TEST patients of ``m.data`` (never used by calibration or quantize's check)."""
     if m.data is None:

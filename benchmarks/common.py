@@ -34,6 +34,32 @@ def fmt(v: Any, digits: int = 1) -> str:
     return str(v)
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS does not tell): how busy the shared machine was."""
+    import os
+
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def target_row(target: str, measured: float | None, limit: float | None, passed: bool | None, unit: str = "",
+               note: str = "", **extra: Any) -> dict[str, Any]:
+    """One target in the form every benchmark reports and targets.json holds (``pass`` None: not measured)."""
+    return {"target": target, "measured": None if measured is None else round(float(measured), 4), "limit": limit,
+            "unit": unit, "pass": passed, "note": note, **extra}
+
+
+def write_targets(path: str | Path, rows: list[dict[str, Any]], run: dict[str, Any]) -> Path:
+    """``{"run": run, "targets": [{target, measured, pass, run, ...}]}``: every row stamped with the run's id."""
+    return write_json(path, {"run": run, "targets": [{**r, "run": run["id"]} for r in rows]})
+
+
 def models_markdown_table(model_result: dict[str, Any]) -> list[str]:
     """One markdown table for one model: runtime x batch, Hz, p50/p90/p99, the two ratios, deployable or not."""
     lines = [

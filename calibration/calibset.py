@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fetaldata import FetalPlanesDB, Sample, SplitConfig, task_samples
+from fetaldata import Dataset, Sample, SplitConfig, open_dataset, task_samples
 from edge.errors import FetalPlanesError
 from edge.modelinfo import ModelInfo
 
@@ -42,12 +42,12 @@ def split_config_for(info: ModelInfo, seed: int = 0) -> SplitConfig:
     return SplitConfig(task=info.task, **keep)
 
 
-def _open_db(data_dir: str | Path | FetalPlanesDB) -> FetalPlanesDB:
-    return data_dir if isinstance(data_dir, FetalPlanesDB) else FetalPlanesDB.open(data_dir)
+def _open_db(data_dir: str | Path | Dataset) -> Dataset:
+    return open_dataset(data_dir)
 
 
 def select_calibration_samples(
-    data_dir: str | Path | FetalPlanesDB,
+    data_dir: str | Path | Dataset,
     task: str = "planes",
     size: int = 500,
     seed: int = 0,
@@ -77,8 +77,10 @@ def select_calibration_samples(
     if len(pool) < need:
         raise FetalPlanesError(
             f"{db.root}: only {len(pool)} training-split image(s) for task '{task}', "
-            f"too few for a calibration set (need at least {need})",
-            hint="use the full dataset the model was trained on, or lower --calib-size",
+            f"too few for a calibration set (need at least {need})"
+            + (" (a labelled folder calibrates on half of its images, the seeded hold-out's train part)"
+               if getattr(db, "kind", "") == "folder" else ""),
+            hint="use the full dataset the model was trained on (or a larger labelled folder), or lower --calib-size",
         )
     rng = random.Random(f"fetalplanes-calib-{seed}")
     by_class: dict[int, dict[tuple[str, str], list[Sample]]] = {}
@@ -108,7 +110,35 @@ def select_calibration_samples(
     return sorted(chosen, key=lambda s: s.record.row)
 
 
-def load_preprocessed(db: FetalPlanesDB, samples: list[Sample], info: ModelInfo) -> np.ndarray:
+def class_coverage(samples: list[Sample], labels: list[str]) -> dict[str, int]:
+    """Images per class (every label, in the model's order; 0 where the set has none)."""
+    counts = {lbl: 0 for lbl in labels}
+    for s in samples:
+        if 0 <= s.label < len(labels):
+            counts[labels[s.label]] += 1
+    return counts
+
+
+def check_class_coverage(samples: list[Sample], labels: list[str], source: str, allow_missing: bool = False) -> list[str]:
+    """The classes the calibration set lacks; a FetalPlanesError (exit 2) unless ``allow_missing``.
+
+    A class without a calibration image means INT8 ranges never saw that plane (and the accuracy check
+    has no labelled example of it from training patients): the INT8 model may fail on it unnoticed.
+    """
+    counts = class_coverage(samples, labels)
+    missing = [lbl for lbl, n in counts.items() if n == 0]
+    if missing and not allow_missing:
+        per_class = ", ".join(f"{lbl} {n}" for lbl, n in counts.items())
+        raise FetalPlanesError(
+            f"{source}: the calibration set has no training image of {len(missing)} class(es): "
+            f"{', '.join(missing)} (per class: {per_class})",
+            hint="calibrate on the dataset the model was trained on (all classes among the Train = 1 patients), "
+            "or pass --allow-missing-classes to quantize anyway (the report records the missing classes)",
+        )
+    return missing
+
+
+def load_preprocessed(db: Dataset, samples: list[Sample], info: ModelInfo) -> np.ndarray:
     """The samples' images through the model's own preprocessing -> (N, C, H, W) float32."""
     from edge.preprocess import prepare
 

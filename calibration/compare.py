@@ -71,7 +71,7 @@ def compare_models(job: CompareJob) -> dict[str, Any]:
     from calibration.compare_outputs import compare_outputs
     from calibration.evaluation import load_split, predict_file, preprocessing_key
     from edge.backends import read_model_info
-    from fetaldata import FetalPlanesDB
+    from fetaldata import open_dataset
     from fetaldata.metrics import classification_metrics
 
     t0 = time.perf_counter()
@@ -79,7 +79,7 @@ def compare_models(job: CompareJob) -> dict[str, Any]:
     ref_info = read_model_info(job.reference)
     cand_info = read_model_info(job.candidate)
     _check_compatible(ref_info, cand_info, job)
-    db = FetalPlanesDB.open(job.data)
+    db = open_dataset(job.data)
     data = load_split(db, ref_info, job.split, job.max_images, job.seed)
     ref_probs = predict_file(job.reference, data.x, job.threads)
     same_pre = preprocessing_key(ref_info) == preprocessing_key(cand_info)

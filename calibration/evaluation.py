@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fetaldata import FetalPlanesDB, Sample, task_samples
+from fetaldata import Dataset, Sample, open_dataset, task_samples
 from edge.errors import FetalPlanesError
 from edge.modelinfo import ModelInfo
 from edge.preprocess import to_probabilities
@@ -38,7 +38,7 @@ def preprocessing_key(info: ModelInfo) -> tuple:
 
 
 def load_split(
-    data_dir: str | Path | FetalPlanesDB,
+    data_dir: str | Path | Dataset,
     info: ModelInfo,
     split: str,
     max_images: int | None = None,
@@ -52,7 +52,7 @@ def load_split(
     from calibration.calibset import load_preprocessed, split_config_for
     from dataclasses import replace
 
-    db = data_dir if isinstance(data_dir, FetalPlanesDB) else FetalPlanesDB.open(data_dir)
+    db = open_dataset(data_dir)
     config = split_config_for(info, seed)
     if max_images:
         config = replace(config, max_per_split=max_images)

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import tempfile
@@ -70,6 +71,7 @@ class QuantizeJob:
     speed_seconds: float = 1.0
     speed_rounds: int = 3
     keep_cache: bool = True
+    allow_missing_classes: bool = False  # calibrate even when the training split lacks a class (else exit 2)
 
 
 def _metrics(probs: np.ndarray, targets: np.ndarray, labels) -> dict[str, Any]:
@@ -82,7 +84,9 @@ def _metrics(probs: np.ndarray, targets: np.ndarray, labels) -> dict[str, Any]:
 
 def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole flow; returns the report (also written beside ``job.out``)."""
-    from calibration.calibset import select_calibration_samples, split_config_for, load_preprocessed
+    from calibration.calibset import (
+        check_class_coverage, class_coverage, load_preprocessed, select_calibration_samples, split_config_for,
+    )
     from calibration.evaluation import load_split, predict_file
     from calibration.quantize_ort import (
         calibrate_ranges,
@@ -99,7 +103,7 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         LAYER_CHOICES, float_costs, judge, layer_sensitivity, search_exclusions, speed_aware_ranking,
     )
     from calibration.speed import default_threads, measure_hz
-    from fetaldata import FetalPlanesDB
+    from fetaldata import open_dataset
     from edge.errors import FetalPlanesError
 
     t_start = time.perf_counter()
@@ -114,8 +118,12 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
     if job.out.resolve() == job.onnx.resolve():
         raise FetalPlanesError(f"--out {job.out} is the input model", hint="give the INT8 file its own name")
     info = read_info(load_onnx(job.onnx))
+    from edge.backends import open_runner
+
+    with open_runner(job.onnx, threads=1):  # loads here, and takes the input its metadata says (else exit 2)
+        pass
     threads = job.threads or default_threads()
-    db = FetalPlanesDB.open(job.data)
+    db = open_dataset(job.data)
     json_path, md_path = report_paths(job.out)
     job.out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -124,6 +132,13 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         log(f"calibration set: up to {job.calib_size} training-patient images ({config.method})")
         split = split_config_for(info, job.seed)
         calib_samples = select_calibration_samples(db, info.task, job.calib_size, job.seed, split=split)
+        coverage = class_coverage(calib_samples, list(info.labels))
+        log(f"calibration set: {len(calib_samples)} images; per class: "
+            + ", ".join(f"{lbl} {n}" for lbl, n in coverage.items()))
+        missing_classes = check_class_coverage(calib_samples, list(info.labels), str(job.data), job.allow_missing_classes)
+        if missing_classes:
+            log(f"WARNING: no calibration image of {', '.join(missing_classes)} (--allow-missing-classes): "
+                "INT8 ranges never saw these planes; check the INT8 file on images of them with `compare`")
         calib = load_preprocessed(db, calib_samples, info)
         prepared = prepare_for_quantization(job.onnx, work / "prepared.onnx")
 
@@ -216,14 +231,17 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
                 excluded = list(result.excluded)
                 search_info["fallback"] = f"every layer in float, weights stored {config.float_weight_storage}"
         note = {"calibration_images": len(calib_samples), "seed": job.seed}
-        final = quantize_with_ranges(prepared, job.out, cache, config, nodes_to_exclude=excluded, info=info, note=note)
+        staged = work / "final.onnx"  # written in several steps: moved to --out only when complete
+        final = quantize_with_ranges(prepared, staged, cache, config, nodes_to_exclude=excluded, info=info, note=note)
         final_probs = predict_file(final, x_check, threads)
         final_holds = judge(ref_all, final_probs, val.targets, job.max_drop, job.min_agreement)
         if search_info.get("fallback") and not final_holds.ok:
             excluded = []
-            final = quantize_with_ranges(prepared, job.out, cache, config, info=info, note=note)
+            final = quantize_with_ranges(prepared, staged, cache, config, info=info, note=note)
             final_probs = predict_file(final, x_check, threads)
             final_holds = judge(ref_all, final_probs, val.targets, job.max_drop, job.min_agreement)
+        os.replace(staged, job.out)  # atomic: an interrupted quantize leaves no half-written --out
+        final = job.out
         m_int8 = _metrics(final_probs[: len(val.x)], val.targets, info.labels)
 
         candidates = [
@@ -234,7 +252,7 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         ]
         if excluded:
             all_path = job.out.with_name(job.out.stem + ".all-int8.onnx")
-            shutil.copyfile(all_int8, all_path)
+            _atomic_copy(all_int8, all_path)
             candidates.append({"name": "int8-all-layers", "path": str(all_path), "precision": "int8",
                                "holds": holds_all.ok, "val": holds_all.to_dict(), "layers_in_float": 0,
                                "evidence": holds_all.evidence.to_dict()})
@@ -262,7 +280,7 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         cache_kept = None
         if job.keep_cache:
             cache_kept = job.out.with_name(job.out.stem + ".calib-ranges.json")
-            shutil.copyfile(cache, cache_kept)
+            _atomic_copy(cache, cache_kept)
         by_name = {r["node"]: r for r in sensitivity}
         rank_of = {r["node"]: i + 1 for i, r in enumerate(sensitivity)}
         report: dict[str, Any] = {
@@ -279,7 +297,8 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
                 "images": len(calib_samples),
                 "split": "train",
                 "seed": job.seed,
-                "per_class": {lbl: sum(1 for s in calib_samples if s.label == i) for i, lbl in enumerate(info.labels)},
+                "per_class": coverage,
+                "missing_classes": missing_classes,
                 "seconds": calib_s,
                 "ranges_cache": str(cache_kept) if cache_kept else None,
             },
@@ -341,10 +360,28 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         record = QuantizeReport.from_dict(json.loads(json.dumps(report, default=float)), str(json_path))
         record.write(json_path)
         report = record.to_dict()
-        md_path.write_text(report_markdown(report))
+        _atomic_write(md_path, report_markdown(report))
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _atomic_copy(src: str | Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _choose_float_weights(prepared, cache, config, nodes, x_check, ref_all, targets, max_drop, min_agreement,
@@ -458,6 +495,9 @@ def report_markdown(r: dict[str, Any]) -> str:
         f"{' (symmetric)' if s['activation_symmetric'] else ' (asymmetric)'}, weights {s['weights']}, "
         f"target {s['target']}, format QDQ, reduce_range {s['reduce_range']}.",
         f"Calibration: {r['calibration']['images']} images from training patients (seed {r['calibration']['seed']}).",
+        f"Per class: {', '.join(f'{k} {n}' for k, n in r['calibration'].get('per_class', {}).items())}"
+        + (f"; **no calibration image of {', '.join(r['calibration']['missing_classes'])}** (--allow-missing-classes)"
+           if r['calibration'].get('missing_classes') else "") + ".",
         "",
         f"## Accuracy on the check images",
         "",

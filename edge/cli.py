@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 from edge import __version__
 from edge.errors import EXIT_FAILURE, EXIT_USAGE, FetalPlanesError
+from edge.interrupts import handle_interrupts
 
 EDGE_COMMAND_MODULES = ("edge.commands.run", "edge.commands.classify", "edge.commands.doctor")
 
@@ -103,12 +104,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return int(args.func(args) or 0)
+        # SIGTERM (systemd stop, `kill`, a scheduler) takes Ctrl-C's path: every command's cleanup runs, exit 130
+        with handle_interrupts():
+            return int(args.func(args) or 0)
     except FetalPlanesError as exc:
         print(f"fetalplanes {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"fetalplanes {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        how = f" ({exc.args[0]})" if exc.args and str(exc.args[0]).startswith("SIG") else ""
+        print(f"fetalplanes {args.command}: interrupted{how}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # pragma: no cover
         return EXIT_FAILURE

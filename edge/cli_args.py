@@ -23,7 +23,8 @@ ArgTarget = Union[argparse.ArgumentParser, "argparse._ArgumentGroup"]
 
 MODEL_HELP = "model file: .onnx, or a TensorRT engine (.engine/.plan) on a TensorRT box"
 CHECKPOINT_HELP = "training checkpoint (.pt), "
-DATA_HELP = "FETAL_PLANES_DB folder (FETAL_PLANES_DB_data.csv and Images/)"
+DATA_HELP = ("FETAL_PLANES_DB folder (FETAL_PLANES_DB_data.csv and Images/), or a labelled image folder (labels.csv: "
+             "file,plane[,brain_plane]; split test = every image, train/val = a seeded half each, see docs/evaluate.md)")
 THREADS_HELP = "ONNX Runtime threads (0: ONNX Runtime's default, all usable cores)"
 PROVIDERS_HELP = "ONNX Runtime execution providers in priority order, comma-separated: cpu, cuda, tensorrt"
 TORCH_DEVICE_HELP = "PyTorch device: auto (CUDA if PyTorch sees one, else cpu), cpu, cuda or cuda:N"
@@ -78,7 +79,7 @@ def add_model(target: ArgTarget, *, required: bool = False, checkpoint: bool = F
 
 
 def add_data(target: ArgTarget, *, required: bool = True, use: str = "") -> argparse.Action:
-    """``--data``: a FETAL_PLANES_DB folder; ``use`` says what the command takes from it."""
+    """``--data``: a FETAL_PLANES_DB or labelled image folder; ``use`` says what the command takes from it."""
     text = DATA_HELP + (f"; {use}" if use else "")
     return target.add_argument("--data", required=required, type=folder_name, metavar="DIR", help=text)
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 #: still images OpenCV's imread reads (compare lower-cased suffixes)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp")
+#: DICOM files (edge.dicom reads them; pydicom is imported there)
+DICOM_SUFFIXES = (".dcm", ".dicom")
 #: video containers a file source opens with OpenCV's VideoCapture
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".ts")
 

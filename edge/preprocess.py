@@ -11,6 +11,7 @@ hard-coded by a consumer.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +31,66 @@ def _cv2():
     return cv2
 
 
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """Any 8/16-bit gray, BGR or BGRA image (H,W[,C]) -> 8-bit gray (H,W), contiguous."""
+#: implausible dynamic range: after scaling to 8 bits, the 1st to 99th percentile spans fewer gray levels than this
+MIN_SPREAD_8BIT = 16
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        logging.getLogger("fetalplanes.preprocess").warning(message)
+
+
+def _deep_to_uint8(image: np.ndarray, source: str) -> np.ndarray:
+    """An integer image of more than 8 bits -> uint8, scaled by its significant bits.
+
+    The bits are those its largest value needs (at least 8): 0-255 stored as uint16 stays as it is, a
+    12-bit image stored in 16 bits (0..4095) is scaled by 255/4095, a full 16-bit one by 255/65535. So one
+    scanner's frames keep their relative brightness (no per-image stretch). A warning (once per process
+    and kind) when the result has almost no contrast: a few outlier pixels setting the depth, or a flat image.
+    """
+    cv2 = _cv2()
+    if np.issubdtype(image.dtype, np.signedinteger):
+        image = np.clip(image, 0, None)
+    hi = int(image.max())
+    bits = max(8, hi.bit_length())
+    if bits > 16:
+        image = np.clip(image.astype(np.float64) * (65535.0 / ((1 << bits) - 1)), 0, 65535).astype(np.uint16)
+        hi, bits = int(image.max()), 16
+    image = image.astype(np.uint16, copy=False)
+    out = cv2.convertScaleAbs(image, alpha=255.0 / ((1 << bits) - 1)) if bits > 8 else image.astype(np.uint8)
+    sample = out[::4, ::4] if out.ndim == 2 else out[::4, ::4, 0]
+    lo, p99 = np.percentile(sample, (1, 99)) if sample.size else (0.0, 0.0)
+    if p99 - lo < MIN_SPREAD_8BIT:
+        name = f"{source}: " if source else ""
+        _warn_once(
+            f"spread-{bits}",
+            f"{name}{image.dtype.name} image with values up to {hi} (read as {bits}-bit) has almost no contrast "
+            f"after scaling to 8 bits (1st-99th percentile {lo:.0f}..{p99:.0f} of 255); predictions on it are "
+            "unreliable. Check the export's bit depth (a few bright outlier pixels, or a flat image). "
+            "(said once per run)",
+        )
+    return out
+
+
+def to_gray(image: np.ndarray, source: str = "") -> np.ndarray:
+    """Any 8/16-bit gray, BGR or BGRA image (H,W[,C]) -> 8-bit gray (H,W), contiguous.
+
+    Deeper than 8 bits: scaled by the image's significant bits (see :func:`_deep_to_uint8`); ``source``
+    (a file name) only names the image in a warning.
+    """
     cv2 = _cv2()
     if image is None or not isinstance(image, np.ndarray) or image.size == 0:
         raise FetalPlanesError("empty image", hint="check the source: it delivered no pixels")
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
+    if image.dtype == np.uint8:
+        pass
+    elif np.issubdtype(image.dtype, np.integer) or image.dtype == np.bool_:
+        image = _deep_to_uint8(image.astype(np.uint8) if image.dtype == np.bool_ else image, source)
+    else:
         if np.issubdtype(image.dtype, np.floating) and float(np.nanmax(image)) <= 1.0:
             image = image * 255.0
-        image = np.clip(image, 0, 255).astype(np.uint8)
+        image = np.clip(np.nan_to_num(image), 0, 255).astype(np.uint8)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 2:
@@ -53,23 +103,18 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 
 
 def read_gray(path: str | Path, gray: str = "luma") -> np.ndarray:
-    """Read an image file (PNG/JPEG/..., gray, RGB or RGBA, 8 or 16 bit) as 8-bit gray (``gray``: see
+    """Read an image file (PNG/JPEG/..., gray, RGB or RGBA, 8 or 16 bit; DICOM) as 8-bit gray (``gray``: see
     :func:`gray_image`)."""
-    cv2 = _cv2()
+    from edge.images import decode_image
+
     path = Path(path)
     if not path.is_file():
         raise FetalPlanesError(f"{path}: image file not found", hint="check the path, or the dataset's Images/ folder")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise FetalPlanesError(
-            f"{path}: not a readable image (corrupt or unsupported format)",
-            hint="replace the file with the original from the dataset, or remove its row",
-        )
-    return gray_image(image, gray)
+    image = decode_image(path, hint="replace the file with the original from the dataset, or remove its row")
+    return gray_image(image, gray, source=str(path))
 
 
-def gray_image(image: np.ndarray, mode: str = "luma") -> np.ndarray:
+def gray_image(image: np.ndarray, mode: str = "luma", source: str = "") -> np.ndarray:
     """Any image -> 8-bit gray (H,W): ``mode`` "luma" = :func:`to_gray` (OpenCV's BGR2GRAY), "mean" = the
     mean of the colour channels (alpha ignored; gray images pass through), bit depth as :func:`to_gray`."""
     if mode == "mean" and isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] in (3, 4):
@@ -77,10 +122,10 @@ def gray_image(image: np.ndarray, mode: str = "luma") -> np.ndarray:
         mean = colour.mean(axis=2, dtype=np.float64)
         if np.issubdtype(image.dtype, np.integer):
             mean = np.rint(mean).astype(image.dtype)
-        return to_gray(mean)
+        return to_gray(mean, source=source)
     if mode not in ("luma", "mean"):
         raise FetalPlanesError(f"unknown gray conversion {mode!r}", hint="use 'luma' or 'mean'")
-    return to_gray(image)
+    return to_gray(image, source=source)
 
 
 def resize_gray(gray: np.ndarray, size: int | tuple[int, int], interpolation: str = "area") -> np.ndarray:

@@ -202,6 +202,14 @@ class QuantizeReport:
         return cls.from_dict(data, str(path))
 
     def write(self, path: str | Path) -> Path:
+        """Write the report atomically (a temporary file renamed over ``path``: never half a report)."""
+        import os
+
         path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2, default=float), encoding="utf-8")
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2, default=float), encoding="utf-8")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path

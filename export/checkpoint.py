@@ -58,8 +58,12 @@ def save_checkpoint(path: str | Path, model, info: ModelInfo, **state: Any) -> P
         **state,
     }
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(ckpt, str(tmp))
-    os.replace(tmp, path)
+    try:
+        torch.save(ckpt, str(tmp))
+        os.replace(tmp, path)
+    except BaseException:  # interrupted or disk full: the old file stays, no half-written temporary
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

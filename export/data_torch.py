@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import math
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Sequence, Tuple, Union
@@ -188,8 +190,59 @@ def class_weights(labels: Sequence[int], num_classes: int) -> list[float]:
     return [float(x) for x in w]
 
 
-def worker_init(_worker_id: int) -> None:
-    """DataLoader workers: one OpenCV thread each (the workers are the parallelism)."""
+@contextmanager
+def opencv_fork_safe(workers: int):
+    """While DataLoader workers may be forked: OpenCV single-threaded in this (the parent) process.
+
+    OpenCV's thread pool (pthreads) does not survive ``fork``: a worker that inherits a pool the parent
+    had started (decoding an RGBA PNG or resizing a large image starts it) hangs for ever in its first
+    OpenCV call that touches the pool (``cv2.setNumThreads`` included). ``setNumThreads(1)`` in the
+    parent stops the pool's threads before any worker is forked; the parent's own count is restored on
+    exit. Nothing is changed when ``workers`` is 0 (no fork).
+    """
+    if workers <= 0:
+        yield
+        return
     import cv2
 
+    before = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when its parent dies (no orphaned workers, even stuck ones)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - no prctl here
+        pass
+
+
+def worker_init(_worker_id: int) -> None:
+    """DataLoader workers: leave Ctrl-C to the trainer, and die with it.
+
+    A terminal's Ctrl-C signals the whole process group: a worker that died of it first made the trainer
+    fail with "DataLoader worker exited unexpectedly" and a traceback instead of its clean interruption
+    (last.pt kept, exit 130). SIGTERM keeps its default (the DataLoader stops its workers with it; the
+    trainer treats a worker lost while it is itself interrupted as the interruption). Should the trainer
+    die first, PR_SET_PDEATHSIG ends them (no orphans, even one stuck in a library call).
+
+    OpenCV's thread count is not set here: the trainer forks its workers inside
+    :func:`opencv_fork_safe`, so they inherit a single-threaded OpenCV, and ``cv2.setNumThreads`` on a
+    pool copied by ``fork`` is exactly the call that hangs.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()

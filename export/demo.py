@@ -318,7 +318,7 @@ class Demo:
     def step_live(self):
         from edge.live.config import RunConfig
         from edge.live.loop import run_loop
-        from fetaldata.scoring import score_against_truth
+        from fetaldata.scoring import score_against_truth, score_retrieval
 
         live = self.out / "live"
         if live.exists():
@@ -330,7 +330,7 @@ class Demo:
         self.log(f"    deploying {Path(model).name}: {why}")
         annotated, jsonl = live / "annotated.mp4", live / "predictions.jsonl"
         cfg = RunConfig(model=str(model), input=str(self.video_path), outputs=[str(annotated), str(jsonl)],
-                        threads=self.c.threads, log_every_s=0.0)
+                        threads=self.c.threads, log_every_s=0.0, exam_report=str(live / "exam"), exam_id="phantom")
         summary = run_loop(cfg)
         if summary.exit_code:
             raise FetalPlanesError(f"{self.video_path}: the live loop failed ({summary.end_reason}: {summary.last_error})",
@@ -338,6 +338,7 @@ class Demo:
         jsonl_real = _newest(live, "*.jsonl") or jsonl
         video_real = _newest(live, "*.mp4") or annotated
         score = score_against_truth(jsonl_real, self.video_path.with_suffix(".truth.csv"))
+        score["retrieval"] = score_retrieval(live / "exam" / "phantom", self.video_path.with_suffix(".truth.csv"))
         strip = frame_strip(video_real, live / "frames.png")
         self.log(f"    live loop: {summary.frames} frames at {summary.hz:.0f} Hz; smoothed-label accuracy "
                  f"{100 * (score['accuracy'] or 0):.1f}%, flicker {score['flicker']} (synthetic)")
@@ -573,12 +574,18 @@ def report_sections(demo: Demo) -> list[tuple[str, list[Any]]]:
                 ["steady frames only (no cross-fade): accuracy / flicker",
                  f"{_pct(sc.get('accuracy_steady'))} / {sc.get('flicker_steady', '-')}"],
                 ["label changes (predicted / true)", f"{sc.get('label_changes')} / {sc.get('label_changes_truth')}"]]
+        rv = sc.get("retrieval")
+        if rv:
+            rows.append(["exam report: planes whose best frame lies in their segment (retrieval)",
+                         f"{_pct(rv.get('retrieval_accuracy'))} ({len(rv['planes_retrieved'])} of {len(rv['planes_present'])} planes"
+                         + (f"; missed {', '.join(rv['missed'])}" if rv["missed"] else "") + ")"])
         if "sector_iou_mean" in sc:
             rows.append(["sector box IoU (mean)", f"{sc['sector_iou_mean']:.3f}"])
         secs.append(("Live loop on the phantom scanner video", [
             f"Model: `{Path(lv['model']).name}`"
             + (f" (the deployability rule's pick: {lv['deployed_why']})" if lv.get("deployed_why") else "")
-            + f"; annotated video `{rel(lv['annotated'])}`, predictions `{rel(lv['predictions'])}` "
+            + f"; annotated video `{rel(lv['annotated'])}`, predictions `{rel(lv['predictions'])}`, "
+            "exam report `live/exam/phantom/index.html` "
             f"scored against the video's truth sidecar ({SYNTHETIC}).",
             ("table", ["live loop", "value"], rows),
             ("table", ["stage", "p50 ms", "p99 ms"], [[k, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}"] for k, v in s["stages_ms"].items()]),

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from edge.backends.base import Runner
-from fetaldata import FetalPlanesDB, Sample, SplitConfig, task_samples
+from fetaldata import Dataset, Sample, SplitConfig, open_dataset, task_samples
 from fetaldata.splits import SPLITS, fingerprint
 from edge.errors import EXIT_FAILURE, FetalPlanesError
 from edge.labels import TASKS, labels_for
@@ -181,7 +181,7 @@ def check_model_matches_task(info: ModelInfo, source: str, task: str | None = No
     return info.task
 
 
-def _check_images(db: FetalPlanesDB, samples: list[Sample], skip_missing: bool) -> tuple[list[Sample], list[str]]:
+def _check_images(db: Dataset, samples: list[Sample], skip_missing: bool) -> tuple[list[Sample], list[str]]:
     present, missing = [], []
     for s in samples:
         (present if s.path.is_file() else missing).append(s)
@@ -213,7 +213,7 @@ def _progress(total: int, enabled: bool, desc: str):
 
 def predict_samples(
     runner: Runner,
-    db: FetalPlanesDB,
+    db: Dataset,
     samples: list[Sample],
     batch_size: int = 32,
     progress: bool = False,
@@ -267,7 +267,7 @@ def evaluate_model(
     """
     if split not in SPLITS:
         raise FetalPlanesError(f"unknown split '{split}'", hint=f"use one of: {', '.join(SPLITS)}")
-    db = FetalPlanesDB.open(data_dir)
+    db = open_dataset(data_dir, skip_missing=skip_missing)
     own_runner = runner is None
     runner = runner if runner is not None else open_model(model_path, providers=providers)
     source = str(model_path)
@@ -283,6 +283,7 @@ def evaluate_model(
             hint="check the dataset (its Train column and planes) or choose another --split",
         )
     samples, skipped = _check_images(db, samples, skip_missing)
+    skipped = list(db.skipped) + skipped  # a labelled folder's rows left out at opening
     if not samples:
         raise FetalPlanesError(
             f"{db.root}: none of the '{split}' split's images are in Images/",

@@ -9,6 +9,9 @@
 4. replaces every 1000-class head (the main one and auxiliary ones, e.g. Inception-v3's
    ``AuxLogits``) by a fresh one for ``num_classes``.
 
+SonoNet-16/32/64 (``export.sononet``, single-channel by design, no ImageNet weights; ``--pretrained`` is
+``none`` or the published ``SonoNet16.npz``) are built by :func:`build_sononet`.
+
 torch and torchvision are imported inside the functions (this module is imported lazily by the
 ``train``/``export`` commands only).
 """
@@ -38,16 +41,19 @@ ALIASES = {
     "resnext": "resnext50_32x4d",
     "resnext50": "resnext50_32x4d",
     "resnext101": "resnext101_32x8d",
+    "sononet": "sononet16",
 }
 #: Weight of auxiliary classifiers' losses (torchvision references/classification uses 0.4 for Inception-v3).
 AUX_LOSS_WEIGHT = 0.4
 
 
 def available_architectures() -> list[str]:
-    """Names of torchvision's classification models."""
+    """Names of torchvision's classification models, and SonoNet-16/32/64."""
     import torchvision
 
-    return sorted(torchvision.models.list_models(module=torchvision.models))
+    from export.sononet import VARIANTS
+
+    return sorted(torchvision.models.list_models(module=torchvision.models)) + list(VARIANTS)
 
 
 def resolve_arch(arch: str) -> str:
@@ -65,13 +71,30 @@ def resolve_arch(arch: str) -> str:
     raise FetalPlanesError(
         f"--arch: unknown architecture '{arch}'",
         hint=hint + "any torchvision classification model works, e.g. mobilenet_v3_small, mobilenet_v2, resnet18, "
-        "densenet169, inception_v3 (`python -c \"import torchvision; print(torchvision.models.list_models())\"` lists them)",
+        "densenet169, inception_v3, and sononet16/sononet32/sononet64 (`python -c \"import torchvision; print(torchvision.models.list_models())\"` lists them)",
     )
 
 
 def default_input_size(arch: str) -> int:
     """The paper's input size for ``arch``: 299 px for Inception-v3, else 224 px."""
     return ARCH_INPUT_SIZE.get(resolve_arch(arch), DEFAULT_INPUT_SIZE)
+
+
+def check_pretrained(arch: str, pretrained: str | Path) -> None:
+    """Refuse early a weights source the architecture cannot take (SonoNet has no ImageNet weights)."""
+    from export.sononet import VARIANTS, is_sononet
+
+    name = resolve_arch(arch)
+    if is_sononet(name) and str(pretrained).lower() == "imagenet":
+        raise FetalPlanesError(
+            f"--pretrained imagenet: {name} has no ImageNet weights",
+            hint=f"use --pretrained none (train from scratch) or --pretrained PATH/SonoNet{VARIANTS[name]}.npz "
+            "(the published weights, trained on fetal ultrasound; github.com/baumgach/SonoNet-weights)",
+        )
+    if is_sononet(name) and str(pretrained).lower().endswith(".npz"):
+        from export.sononet_weights import read_release
+
+        read_release(pretrained, name)  # a wrong file fails now, not after the data are read
 
 
 def _build_kwargs(arch: str) -> dict[str, Any]:
@@ -149,9 +172,13 @@ def replace_heads(model, num_classes: int) -> list[str]:
 
 
 def head_names(model, num_classes: int) -> list[str]:
-    """Names of the classifier heads (modules producing ``num_classes`` outputs)."""
+    """Names of the classifier heads (modules producing ``num_classes`` outputs; a model's own
+    ``head_module_names`` where it declares them, e.g. SonoNet's 1x1 conv + BN classifier)."""
     import torch.nn as nn
 
+    declared = getattr(model, "head_module_names", None)
+    if declared:
+        return list(declared)
     out = []
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear) and module.out_features == num_classes:
@@ -268,6 +295,39 @@ def _load_strict(model, state: dict, source: str) -> None:
         ) from None
 
 
+def build_sononet(arch: str, num_classes: int, pretrained: str | Path = "none", channels: int = 1):
+    """A SonoNet (``export.sononet``) for ``num_classes`` outputs.
+
+    ``pretrained``: ``"none"`` (random init), a SonoNet release file (``SonoNet16.npz``, Lasagne order, read by
+    :mod:`export.sononet_weights`), or a PyTorch weights file of the same variant (a fetalplanes checkpoint or
+    a state_dict). Weights with SonoNet's 14 outputs get a new classifier (1x1 conv + BN) when
+    ``num_classes`` differs. ``"imagenet"`` is refused: SonoNet has no ImageNet weights.
+    """
+    from export.sononet import SONONET_LABELS, new_sononet, resolve_variant
+
+    variant = resolve_variant(arch)
+    if channels != 1:
+        raise FetalPlanesError(f"{variant} reads 1-channel (gray) images, not {channels}", hint="use channels 1")
+    source = str(pretrained)
+    check_pretrained(variant, source)
+    if source.lower() == "none":
+        return new_sononet(variant, num_classes)
+    model = new_sononet(variant, len(SONONET_LABELS))
+    if source.lower().endswith(".npz"):
+        from export.sononet_weights import load_release_into
+
+        load_release_into(model, source, variant)
+    else:
+        state = read_weights_file(source)
+        head = state.get("classifier.0.weight")
+        if head is not None and head.shape[0] != model.num_classes:
+            model.replace_classifier(int(head.shape[0]))
+        _load_strict(model, state, source)
+    if model.num_classes != num_classes:
+        model.replace_classifier(num_classes)
+    return model
+
+
 def build_model(arch: str, num_classes: int, pretrained: str | Path = "none", channels: int = 1):
     """A torchvision classifier for ``channels``-channel images and ``num_classes`` outputs.
 
@@ -276,7 +336,11 @@ def build_model(arch: str, num_classes: int, pretrained: str | Path = "none", ch
     """
     import torchvision
 
+    from export.sononet import is_sononet
+
     name = resolve_arch(arch)
+    if is_sononet(name):
+        return build_sononet(name, num_classes, pretrained, channels)
     model = torchvision.models.get_model(name, weights=None, num_classes=IMAGENET_CLASSES, **_build_kwargs(name))
     source = str(pretrained)
     fitted = False

@@ -161,10 +161,10 @@ def phantom_inputs(info: ModelInfo, n: int, seed: int = 0) -> np.ndarray:
 
 def dataset_inputs(info: ModelInfo, data: str | Path, n: int, split: str = "test", seed: int = 0) -> np.ndarray:
     """Up to ``n`` images of ``split`` (stratified), preprocessed by :func:`edge.preprocess.prepare`."""
-    from fetaldata import FetalPlanesDB, SplitConfig, task_samples
+    from fetaldata import SplitConfig, open_dataset, task_samples
     from edge.preprocess import prepare, read_gray
 
-    db = FetalPlanesDB.open(data)
+    db = open_dataset(data)
     samples = task_samples(db, split, SplitConfig(task=info.task, seed=seed, max_per_split=n))
     samples = [s for s in samples if s.path.is_file()]
     if not samples:

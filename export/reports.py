@@ -17,7 +17,7 @@ import numpy as np
 
 from edge.errors import FetalPlanesError, require
 from edge.labels import short_name
-from fetaldata.metrics import row_normalize
+from fetaldata.metrics import SMALL_SAMPLE, format_proportion, row_normalize
 
 if TYPE_CHECKING:  # pragma: no cover
     from export.evaluate import EvaluationResult
@@ -45,9 +45,14 @@ def is_phantom_dataset(data_dir: str | Path) -> bool:
 
 
 def dataset_kind(data_dir: str | Path) -> str:
-    """'phantom' (marker file), 'release' (the published CSV, row for row) or 'other'."""
+    """'phantom' (marker file), 'release' (the published CSV, row for row), 'folder' (a labelled image
+    folder with labels.csv) or 'other'."""
+    from fetaldata.labelled_folder import is_labelled_folder
+
     if is_phantom_dataset(data_dir):
         return "phantom"
+    if is_labelled_folder(data_dir):
+        return "folder"
     try:
         from fetaldata import FetalPlanesDB
 
@@ -64,6 +69,11 @@ def data_notice(data_dir: str | Path, fingerprint: str, skipped: int = 0, kind: 
     if kind == "phantom":
         return (f"**Synthetic phantom data** ({where}): these numbers exercise the code; "
                 "they say nothing about clinical accuracy.")
+    if kind == "folder":
+        return (f"**Labelled image folder** ({where}" + (f"; {skipped} listed images missing" if skipped else "")
+                + "): not FETAL_PLANES_DB and not comparable with the study; no patients, so the split 'test' is "
+                "every image and 'train'/'val' are a seeded hold-out of the same images. Real images only if the "
+                "folder holds real scans; a few hundred images or fewer: read the 95 % interval, not the figure.")
     if kind == "release" and not skipped:
         return f"Data: FETAL_PLANES_DB as released ({where})."
     if kind == "release":
@@ -98,6 +108,14 @@ def metrics_markdown(result: "EvaluationResult", notice: str | None = None) -> s
            f"{', '.join(result.unmapped_labels)} (always predicted with probability 0)."]
           if getattr(result, "unmapped_labels", None) else []),
         "",
+    ]
+    if m.n < SMALL_SAMPLE:
+        lines += [
+            f"Top-1 accuracy: **{format_proportion(m.top1_correct, m.n)}**, {m.top1_correct} of {m.n} images "
+            "(Wilson score interval: with so few images the true accuracy may lie anywhere in it).",
+            "",
+        ]
+    lines += [
         "| images | top-1 error (%) | top-3 error (%) | class accuracy (%) mean ± std | macro-F1 | ECE |",
         "|---:|---:|---:|---:|---:|---:|",
         f"| {m.n} | {_pct(m.top1_error)} | {_pct(m.top3_error)} | "

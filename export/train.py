@@ -22,6 +22,7 @@ import math
 import os
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
@@ -29,6 +30,7 @@ from typing import Any, Iterable
 from fetaldata import FetalPlanesDB, SplitConfig, task_samples
 from fetaldata.splits import fingerprint
 from edge.errors import EXIT_FAILURE, FetalPlanesError
+from edge.interrupts import deferred as interrupts_deferred, pending as interrupt_pending, raise_if_interrupted
 from edge.labels import labels_for
 from edge.modelinfo import GRAY_MODES, INTERPOLATIONS, NORMALIZATIONS, ModelInfo, parse_input_size, size_text
 
@@ -195,8 +197,11 @@ def recalibrate_batchnorm(model, batches: Iterable, device, max_batches: int = 0
         m.momentum = None
     n = 0
     try:
+        with interrupts_deferred():
+            batches = iter(batches)
         with torch.no_grad():
             for x, _ in batches:
+                raise_if_interrupted()
                 if max_batches and n >= max_batches:
                     break
                 model(x.to(device, non_blocking=True))
@@ -263,8 +268,12 @@ def train_one_epoch(model, loader, criterion, optimizer, device, epoch: int, sho
     model.train()
     set_frozen_bn_eval(getattr(model, "module", model))
     loss_sum, correct, count = 0.0, 0, 0
-    bar = tqdm(loader, desc=f"epoch {epoch} train", unit="batch", disable=not show, leave=False, dynamic_ncols=True)
+    with interrupts_deferred():  # a half-built DataLoader iterator fails in __del__ with a traceback
+        batches = iter(loader)
+    bar = tqdm(batches, desc=f"epoch {epoch} train", unit="batch", total=len(loader), disable=not show, leave=False,
+               dynamic_ncols=True)
     for x, y in bar:
+        raise_if_interrupted()  # a Ctrl-C/SIGTERM whose exception Python swallowed in a fork hook
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         main, aux = split_outputs(model(x))
         loss = criterion(main, y) + sum(AUX_LOSS_WEIGHT * criterion(a, y) for a in aux)
@@ -293,8 +302,12 @@ def evaluate_loss(model, loader, device, show: bool = False, desc: str = "val") 
 
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
+    with interrupts_deferred():
+        batches = iter(loader)
     with torch.no_grad():
-        for x, y in tqdm(loader, desc=desc, unit="batch", disable=not show, leave=False, dynamic_ncols=True):
+        for x, y in tqdm(batches, desc=desc, unit="batch", total=len(loader), disable=not show, leave=False,
+                         dynamic_ncols=True):
+            raise_if_interrupted()
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits = model(x)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum").item())
@@ -343,6 +356,25 @@ def _check_resume(ckpt: dict, info: ModelInfo, fixed: dict, run_dir: Path) -> No
         )
 
 
+def _read_resume_checkpoint(last_path: Path, best_path: Path, run_dir: Path):
+    """last.pt for --resume; when it is damaged, the error says how to go on cleanly (best.pt or a fresh start)."""
+    from export.checkpoint import read_checkpoint
+
+    try:
+        return read_checkpoint(last_path)
+    except FetalPlanesError as exc:
+        fresh = (f"or start over: remove the run folder (`rm -r {run_dir}`) or give a new --out, "
+                 "and run the same command without --resume")
+        try:
+            best_epoch = int(read_checkpoint(best_path)[0].get("epoch", 0))
+        except FetalPlanesError:
+            hint = f"{best_path} is not readable either: {fresh}"
+        else:
+            hint = (f"continue from the best epoch instead: `cp {best_path} {last_path}` and re-run with --resume "
+                    f"(training goes on after epoch {best_epoch}; later epochs are trained again), {fresh}")
+        raise FetalPlanesError(f"--resume: {exc.message}; this last.pt is damaged", hint=hint) from None
+
+
 def train(config: TrainConfig) -> Path:
     """Train one model; returns the path of the best checkpoint (lowest validation loss)."""
     import torch
@@ -352,12 +384,13 @@ def train(config: TrainConfig) -> Path:
     from export.checkpoint import code_version, read_checkpoint, save_checkpoint
     from export.data_torch import (
         AugmentConfig, ImageCache, SampleDataset, class_weights, normalization_from_mean, pixel_mean,
-        train_cache_size, worker_init,
+        opencv_fork_safe, train_cache_size, worker_init,
     )
-    from export.models import build_model, default_input_size, freeze_backbone, resolve_arch
+    from export.models import build_model, check_pretrained, default_input_size, freeze_backbone, resolve_arch
 
     config.validate()
     arch = resolve_arch(config.arch)
+    check_pretrained(arch, config.pretrained)
     input_size = config.image_size or default_input_size(arch)
     run_dir = Path(config.out)
     last_path, best_path = run_dir / LAST, run_dir / BEST
@@ -378,6 +411,7 @@ def train(config: TrainConfig) -> Path:
         )
 
     d, device = _setup_distributed(config.device)
+    guards = ExitStack()
     try:
         db, split, train_s, val_s = _open_data(config)
         labels = list(labels_for(config.task))
@@ -386,7 +420,7 @@ def train(config: TrainConfig) -> Path:
         data_fp = fingerprint(db, split)
         resumed = None
         if config.resume:
-            ckpt, old_info = read_checkpoint(last_path)
+            ckpt, old_info = _read_resume_checkpoint(last_path, best_path, run_dir)
             _check_resume(ckpt, old_info, {
                 "data_fingerprint": data_fp, "arch": arch, "task": config.task, "input_size": input_size,
                 "channels": 1, "normalization": config.normalization, "gray": config.gray,
@@ -467,6 +501,7 @@ def train(config: TrainConfig) -> Path:
                     f"task {config.task}, device {device}" + (f" x {d.world} processes" if d.enabled else "")
                     + f"; mean {mean:.2f}, std {std:.2f}")
 
+        guards.enter_context(opencv_fork_safe(config.workers))  # before any DataLoader worker is forked
         stopped = "max_epochs"
         if stale >= config.patience:
             stopped = "early"
@@ -475,6 +510,7 @@ def train(config: TrainConfig) -> Path:
             for epoch in range(start_epoch, config.epochs + 1):
                 if stopped == "early":
                     break
+                raise_if_interrupted()
                 # the epoch's randomness depends on (seed, epoch) only: a resumed run repeats an uninterrupted one
                 torch.manual_seed(config.seed * 100003 + epoch)
                 if train_sampler is not None:
@@ -532,9 +568,13 @@ def train(config: TrainConfig) -> Path:
                     import torch.distributed as dist
 
                     dist.barrier()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and not interrupt_pending():
+                raise
             _say(d, f"\ninterrupted during epoch {epoch}; {last_path} holds the last finished epoch: "
                     f"continue with the same command plus --resume")
+            if isinstance(exc, RuntimeError):  # a DataLoader worker stopped by the same signal (process group)
+                raise KeyboardInterrupt(interrupt_pending()) from None
             raise
         if stopped == "early":
             _say(d, f"early stop: no better validation loss for {config.patience} epochs")
@@ -543,6 +583,7 @@ def train(config: TrainConfig) -> Path:
             _say(d, f"best checkpoint: {best_path} (epoch {best_epoch}, val loss {best_loss:.4f})")
         return best_path
     finally:
+        guards.close()
         if d.enabled:
             import torch.distributed as dist
 

@@ -54,7 +54,15 @@ def read_csv(csv_path: str | Path) -> list[Record]:
             hint=f"point --data to the FETAL_PLANES_DB folder that holds {CSV_NAME} and Images/ "
             "(or make a phantom with `fetalplanes data phantom --out DIR`)",
         )
-    text = csv_path.read_text(encoding="utf-8-sig", errors="replace")
+    raw = csv_path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text": UTF-16 with a byte-order mark
+        text = raw.decode("utf-16", errors="replace")
+    elif raw.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")) or b"\0" in raw[:4096]:
+        kind = "an Excel workbook (.xlsx/.xls)" if raw[:2] in (b"PK", b"\xd0\xcf") else "binary data"
+        raise _fail(csv_path, None, f"not a text CSV: the file holds {kind}",
+                    "save it as 'CSV (semicolon-separated)' / text, or use the CSV from the dataset release")
+    else:
+        text = raw.decode("utf-8-sig", errors="replace")
     lines = text.splitlines()
     if not lines or not lines[0].strip():
         raise _fail(csv_path, 1, "the file is empty", "use the CSV from the dataset release")
@@ -183,7 +191,7 @@ class FetalPlanesDB:
 
     def find_image_problems(self, records: Iterable[Record] | None = None, decode: bool = True) -> dict[str, list[str]]:
         """Images listed but missing, or present but unreadable: {'missing': [...], 'unreadable': [...]}."""
-        import cv2
+        from edge.images import decode_image
 
         problems: dict[str, list[str]] = {"missing": [], "unreadable": []}
         for r in records if records is not None else self.records:
@@ -191,7 +199,8 @@ class FetalPlanesDB:
             if not p.is_file():
                 problems["missing"].append(str(p))
             elif decode:
-                data = np.fromfile(str(p), dtype=np.uint8)
-                if data.size == 0 or cv2.imdecode(data, cv2.IMREAD_UNCHANGED) is None:
+                try:
+                    decode_image(p)
+                except FetalPlanesError:
                     problems["unreadable"].append(str(p))
         return problems

@@ -180,6 +180,63 @@ def _steady_scores(matched: list[tuple[dict[str, str], dict[str, Any]]], column:
     }
 
 
+def read_exam(exam: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """An exam report's ``exam.json`` (a path, or the dict itself)."""
+    if isinstance(exam, dict):
+        return exam
+    path = Path(exam)
+    if path.is_dir():
+        path = path / "exam.json"
+    if not path.is_file():
+        raise FetalPlanesError(f"{path}: exam report not found", hint="run `fetalplanes run ... --exam-report DIR` first")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raise FetalPlanesError(f"{path}: not JSON", hint="the file was cut or edited; re-run the loop") from None
+    if not isinstance(data, dict) or "planes" not in data:
+        raise FetalPlanesError(f"{path}: no 'planes' in this file", hint="give the exam.json of an exam report")
+    return data
+
+
+def score_retrieval(exam: str | Path | dict[str, Any], truth_csv: str | Path) -> dict[str, Any]:
+    """Best-frame retrieval of an exam report against the sidecar of the video it came from.
+
+    A plane of the exam's checklist is *present* when the truth shows it held on screen (state
+    ``steady`` or ``frozen``, not only inside a transition). It is *retrieved* when the exam's best
+    frame for it lies in such a segment of that plane. ``retrieval_accuracy`` = retrieved / present
+    (SonoNet's retrieval accuracy, offline in the paper, here live). Also: ``missed`` (present, no
+    best frame), ``wrong`` (a best frame outside the plane's segments: ``{plane: truth at that
+    frame}``) and ``not_present_but_seen`` (a plane the truth never shows that the exam lists as seen).
+    """
+    data = read_exam(exam)
+    truth = read_truth(truth_csv)
+    planes = list(data["planes"])
+    column = "brain_plane" if planes and set(planes) <= set(BRAIN) else "plane"
+    by_frame = {int(r["frame"]): r for r in truth}
+    present = sorted({r[column] for r in truth if _is_steady(r) and r[column] in planes})
+    retrieved, missed, wrong = [], [], {}
+    for plane in present:
+        best = (data["planes"][plane] or {}).get("best")
+        if not best:
+            missed.append(plane)
+            continue
+        row = by_frame.get(int(best["frame"]))
+        if row is not None and row[column] == plane and _is_steady(row):
+            retrieved.append(plane)
+        else:
+            wrong[plane] = "not in the truth" if row is None else f"{row[column]} ({row.get('state', '')})"
+    seen = [p for p, v in data["planes"].items() if v.get("seen")]
+    return {
+        "task_column": column,
+        "planes_present": present,
+        "planes_retrieved": retrieved,
+        "retrieval_accuracy": round(len(retrieved) / len(present), 4) if present else None,
+        "missed": missed,
+        "wrong": wrong,
+        "not_present_but_seen": sorted(set(seen) - set(present)),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m fetaldata.scoring predictions.jsonl video.truth.csv`` -> the scores as JSON."""
     import argparse
@@ -188,9 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fetaldata.scoring", description=score_against_truth.__doc__.splitlines()[0])
     parser.add_argument("jsonl")
     parser.add_argument("truth_csv")
+    parser.add_argument("--exam", metavar="EXAM_DIR", help="also score an exam report's best frames (its folder or exam.json)")
     args = parser.parse_args(argv)
     try:
-        print(json.dumps(score_against_truth(args.jsonl, args.truth_csv), indent=1))
+        scores = score_against_truth(args.jsonl, args.truth_csv)
+        if args.exam:
+            scores["retrieval"] = score_retrieval(args.exam, args.truth_csv)
+        print(json.dumps(scores, indent=1))
     except FetalPlanesError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

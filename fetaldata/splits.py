@@ -94,16 +94,23 @@ def _stratified_cap(samples: list[Sample], cap: int, seed: int) -> list[Sample]:
 
 
 def task_samples(db: FetalPlanesDB, split: str, config: SplitConfig = SplitConfig()) -> list[Sample]:
-    """The samples of ``split`` for ``config.task``, in CSV order (deterministic)."""
+    """The samples of ``split`` for ``config.task``, in CSV order (deterministic).
+
+    ``db`` is a FETAL_PLANES_DB folder (patient splits above) or a labelled folder
+    (``fetaldata.labelled_folder``: ``test`` = every image, ``train``/``val`` = a seeded hold-out).
+    """
     config.validate()
     if split not in SPLITS:
         raise FetalPlanesError(f"unknown split '{split}'", hint=f"use one of: {', '.join(SPLITS)}")
-    patients = split_patients(db.records, config.val_fraction, config.seed)
-    keep = patients[split]
-    if split == "train" and config.max_train_patients is not None:
-        keep = keep[: config.max_train_patients]  # chronological order, as the paper's learning curve
-    keep_set = set(keep)
-    rows = [r for r in db.records if r.patient in keep_set]
+    if hasattr(db, "split_records"):  # a labelled folder (fetaldata.labelled_folder): its own split rule
+        rows = db.split_records(split, config)
+    else:
+        patients = split_patients(db.records, config.val_fraction, config.seed)
+        keep = patients[split]
+        if split == "train" and config.max_train_patients is not None:
+            keep = keep[: config.max_train_patients]  # chronological order, as the paper's learning curve
+        keep_set = set(keep)
+        rows = [r for r in db.records if r.patient in keep_set]
     samples: list[Sample] = []
     if config.task == "planes":
         samples = [Sample(db.image_path(r), _label(r, "planes"), r) for r in rows]

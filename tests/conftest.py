@@ -53,3 +53,36 @@ def phantom_db(tmp_path_factory) -> Path:
     from fetaldata.phantom.dataset import write_phantom_dataset
 
     return write_phantom_dataset(tmp_path_factory.mktemp("phantom") / "db", patients=24, seed=0, size=48)
+
+
+def shared_models_dir() -> Path:
+    """`../shared/models` beside the checkout (or $FETALPLANES_SHARED_MODELS)."""
+    env = os.environ.get("FETALPLANES_SHARED_MODELS")
+    return Path(env) if env else REPO.parent / "shared" / "models"
+
+
+@pytest.fixture(scope="session")
+def sononet16_npz() -> Path:
+    """The published SonoNet16.npz (../shared/models/sononet/)."""
+    p = shared_models_dir() / "sononet" / "SonoNet16.npz"
+    if not p.is_file():
+        pytest.skip(f"SonoNet-16 weights not found at {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def sononet_examples_dir() -> Path:
+    """13 real screen grabs of SonoNet's standard planes, with labels.csv (file,sononet_label,plane)."""
+    d = shared_data_dir() / "sononet_examples"
+    if not (d / "labels.csv").is_file():
+        pytest.skip(f"sononet_examples not found under {d}")
+    return d
+
+
+@pytest.fixture(scope="session")
+def hc18_dir() -> Path:
+    """120 real HC18 fetal-head images, with labels.csv (file,plane,brain_plane,pixel_size_mm)."""
+    d = shared_data_dir() / "hc18_sample"
+    if not (d / "labels.csv").is_file():
+        pytest.skip(f"hc18_sample not found under {d}")
+    return d

@@ -69,6 +69,9 @@ def register(subparsers) -> None:
                    help="which layers to keep in float when some must be: speed (default: the most KL regained per "
                         "microsecond the layer costs in float, profiled with ONNX Runtime on this machine; cheap, "
                         "sensitive layers first) or sensitivity (KL alone)")
+    p.add_argument("--allow-missing-classes", action="store_true",
+                   help="quantize even when the calibration set (training patients) has no image of some class; "
+                        "by default that is refused (exit 2), since INT8 ranges would never see those planes")
     p.add_argument("--val-max-images", type=int, default=None, help="use at most this many validation images")
     add_threads(p, help="ONNX Runtime threads for the timing (0: all usable cores)")
     p.add_argument("--speed-seconds", type=float, default=1.0, help="timing: seconds per file and round (1.0)")
@@ -106,6 +109,7 @@ def handle(args: argparse.Namespace) -> int:
         size_target=args.size_target or None,
         layer_choice=args.layer_choice,
         val_max_images=args.val_max_images,
+        allow_missing_classes=args.allow_missing_classes,
         threads=args.threads,
         speed_seconds=args.speed_seconds,
         speed_rounds=args.speed_rounds,

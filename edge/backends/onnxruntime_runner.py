@@ -85,6 +85,9 @@ class OnnxRuntimeRunner(Runner):
     def deactivate_impl(self) -> None:
         self.session = None
 
+    def model_input_shape(self) -> tuple | None:
+        return tuple(self.session.get_inputs()[0].shape) if self.session is not None else None
+
     @property
     def providers(self) -> list[str]:
         return self.session.get_providers() if self.session is not None else self.requested_providers

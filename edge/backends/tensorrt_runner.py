@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.base import Runner
+from edge.backends.base import Runner, check_input_shape
 from edge.backends.engine_sidecar import load_sidecar, verify_sidecar
 from edge.errors import EXIT_FAILURE, FetalPlanesError
 from edge.modelinfo import ModelInfo
@@ -243,6 +243,7 @@ class TensorRTRunner(Runner):
                 hint="build the engine from a fetalplanes ONNX export (one image input, logits output)",
             )
         self._input = inputs[0]
+        check_input_shape(self._input.shape, self.info, self.path)  # before buffers are sized from it
         named = [t for t in outputs if t.name == self.info.output_name]
         self._output = named[0] if named else outputs[0]
         max_in = profile_max_shape(engine, self._input, self.api)
@@ -297,6 +298,9 @@ class TensorRTRunner(Runner):
         except Exception:  # pycuda.driver.Error: the context is already gone
             pass
         self._cuda_ctx = None
+
+    def model_input_shape(self) -> tuple | None:
+        return tuple(self._input.shape) if self._input is not None else None
 
     # --- inference -----------------------------------------------------
     def _input_shape_tail(self) -> tuple[int, ...]:

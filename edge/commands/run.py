@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Label every frame of a scanner's video output with its standard plane.\n\n"
             "inputs:  v4l2:///dev/video0 | 0 | clip.mp4 | file://clip.avi | rtsp://host/s | 'v4l2src ! ... ! appsink'\n"
             "         | folder/ | 'imgs/*.png'\n"
-            "outputs: display://0 | out.mp4 | out.avi?codec=MJPG | jsonl://predictions.jsonl (several allowed)\n"
+            "outputs: display://0 | out.mp4 | out.avi?codec=MJPG | jsonl://predictions.jsonl | http://127.0.0.1:8080/\n"
+            "         (several allowed)\n"
             "settings come from --config FILE (TOML/YAML); flags given here override it."
         ),
     )
@@ -52,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--rotate-mb", type=float, help="start a new jsonl/video file past this size (MB)")
     g.add_argument("--keep-mb", type=float, help="delete the oldest files beyond this total (MB, per output)")
     g.add_argument("--keep-files", type=int, help="keep at most this many old files per output")
+    g = p.add_argument_group("exam")  # exam-hook (issue 14)
+    g.add_argument("--exam-report", metavar="DIR", help="at the end of each exam write DIR/<exam>/index.html, the best frame "
+                   "of each plane and exam.json (header band masked as in recordings); nothing is written without it")
+    g.add_argument("--exam-id", metavar="ID", help="name of the first exam (default exam-<date>-<time>)")
+    g.add_argument("--no-checklist", action="store_const", const=False, dest="checklist", help="no exam checklist in the overlay")
     g = p.add_argument_group("run")
     g.add_argument("--max-frames", type=int, help="stop after this many frames")
     g.add_argument("--max-seconds", type=float, help="stop after this many seconds")
@@ -60,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=None,
                    help="prepare the next frame (sector crop + preprocessing) in a second thread while one is inferred "
                         "(default: on; --no-pipeline does every stage in one thread)")
+    g.add_argument("--output-thread", action=argparse.BooleanOptionalAction, default=None,
+                   help="draw the overlay and write recordings in their own thread, dropping the oldest waiting frame "
+                        "when it falls behind a live input (default: on; windows are still shown by the main thread)")
     g.add_argument("--spin", action=argparse.BooleanOptionalAction, default=None,
                    help="let ONNX Runtime's threads spin-wait between frames (default: off, which leaves the cores "
                         "to capture and preprocessing; on can shave a little latency on an otherwise idle box)")
@@ -92,11 +101,15 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         "rotation.max_file_mb": args.rotate_mb,
         "rotation.max_total_mb": args.keep_mb,
         "rotation.max_files": args.keep_files,
+        "exam_report": args.exam_report,  # exam-hook
+        "exam_id": args.exam_id,  # exam-hook
+        "exam.checklist": args.checklist,  # exam-hook
         "max_frames": args.max_frames,
         "max_seconds": args.max_seconds,
         "providers": [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None,
         "threads": args.threads,
         "pipeline": args.pipeline,
+        "output_thread": args.output_thread,
         "spin": args.spin,
     }
 

@@ -57,6 +57,7 @@ class LatestFrame:
         self._frame: Frame | None = None
         self.dropped = 0
         self.closed = False
+        self._woken = False
 
     def put(self, frame: Frame, wait: bool = False, stop: threading.Event | None = None, stamp: bool = True) -> None:
         """Offer a frame; replaces an untaken one (dropped) unless ``wait``, which waits for the slot.
@@ -75,13 +76,20 @@ class LatestFrame:
             self._cond.notify_all()
 
     def get(self, timeout: float) -> Frame | None:
-        """The newest frame, or None when none arrived within ``timeout`` seconds or the slot closed."""
+        """The newest frame, or None when none arrived within ``timeout`` seconds, the slot closed, or :meth:`wake` was called."""
         with self._cond:
-            if self._frame is None and not self.closed:
+            if self._frame is None and not self.closed and not self._woken:
                 self._cond.wait(timeout)
+            self._woken = False
             frame, self._frame = self._frame, None
             self._cond.notify_all()
             return frame
+
+    def wake(self) -> None:
+        """Make the waiting (or the next) :meth:`get` return now, with or without a frame (the loop has a window to update)."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
 
     def close(self) -> None:
         with self._cond:

@@ -22,13 +22,12 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from edge.errors import EXIT_FAILURE, FetalPlanesError
-from edge.files import IMAGE_SUFFIXES
+from edge.files import DICOM_SUFFIXES, IMAGE_SUFFIXES
 from edge.live.outputs import check_file_writable
 from edge.live.sources import natural_key
 
 log = logging.getLogger("fetalplanes.classify")
 
-DICOM_SUFFIXES = (".dcm", ".dicom")
 EXAM_PATTERN = re.compile(r"(?i)(patient|subject|study|exam|case)[ _-]?(\d+)")
 TOP_K = 3
 
@@ -80,53 +79,20 @@ def exam_from_name(path: Path) -> str:
     return path.parent.name or "."
 
 
-def _pydicom():
-    try:
-        import pydicom
-    except ImportError:
-        raise FetalPlanesError(
-            "DICOM files were given, and reading them needs pydicom, which is not installed",
-            hint="pip install pydicom (and pylibjpeg for compressed DICOM), or export the images as PNG",
-        ) from None
-    return pydicom
-
-
 def read_dicom(path: Path) -> tuple[np.ndarray, str]:
     """A DICOM image (the middle frame of a cine loop) as uint8 gray/BGR, and its exam id."""
-    pydicom = _pydicom()
-    ds = pydicom.dcmread(str(path))
-    arr = np.asarray(ds.pixel_array)
-    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    if frames > 1:
-        arr = arr[frames // 2]
-    if arr.dtype != np.uint8:
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = ((arr - lo) * (255.0 / max(hi - lo, 1.0))).astype(np.uint8)
-    if photometric == "MONOCHROME1":
-        arr = 255 - arr
-    if arr.ndim == 3 and arr.shape[2] == 3:
-        if photometric.startswith("YBR"):
-            import cv2
+    from edge.dicom import read_dicom as read_frame
 
-            arr = cv2.cvtColor(arr, cv2.COLOR_YCrCb2RGB)
-        arr = arr[..., ::-1]  # RGB -> BGR, as the rest of the project expects
-    patient = str(getattr(ds, "PatientID", "") or "")
-    study = str(getattr(ds, "StudyInstanceUID", "") or getattr(ds, "StudyDate", "") or "")
-    exam = "/".join(x for x in (patient, study) if x) or exam_from_name(path)
-    return np.ascontiguousarray(arr), exam
+    image, exam = read_frame(path)
+    return image, exam or exam_from_name(path)
 
 
 def _read(path: Path) -> tuple[np.ndarray, str]:
-    import cv2
+    from edge.images import decode_image
 
     if path.suffix.lower() in DICOM_SUFFIXES:
         return read_dicom(path)
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise FetalPlanesError(f"{path}: not a readable image", hint="the file is corrupt or not an image")
-    return image, exam_from_name(path)
+    return decode_image(path), exam_from_name(path)
 
 
 def classify_files(files: Sequence[Path], runner: Any, batch: int = 16) -> ClassifyResult:
@@ -134,7 +100,9 @@ def classify_files(files: Sequence[Path], runner: Any, batch: int = 16) -> Class
     from edge.preprocess import prepare, to_probabilities
 
     if any(p.suffix.lower() in DICOM_SUFFIXES for p in files):
-        _pydicom()  # fail early and clearly, before hours of work
+        from edge.dicom import check_readable
+
+        check_readable(files)  # pydicom and a decoder for every file's compression: fail early, before hours of work
     info = runner.info
     labels = list(info.labels)
     rows: list[dict[str, Any]] = []

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edge.errors import FetalPlanesError
+from edge.live.exam import ExamConfig  # issue 14 (exam view)
 from edge.live.rotation import RotationConfig
 from edge.live.sources import SourceConfig
 from edge.live.temporal import TemporalConfig
@@ -50,11 +51,15 @@ class RunConfig:
     providers: list[str] = field(default_factory=lambda: ["cpu"])  # ONNX Runtime providers, in order
     threads: int = 0  # ONNX Runtime intra-op threads (0 = its default)
     pipeline: bool = True  # prepare frame N+1 (sector, crop, preprocess) in a second thread while frame N is inferred
+    output_thread: bool = True  # overlay + frame outputs (recordings, streams) in their own thread; windows stay on the main thread
     spin: bool = False  # let ONNX Runtime's threads spin-wait between runs (takes CPU from capture and prepare)
     log_every_s: float = 10.0  # a progress line in the log this often (0 = never)
+    exam_report: str = ""  # issue 14: write an exam report (index.html, images, JSON) here at the end of each exam; "" = never
+    exam_id: str = ""  # issue 14: the id of the first exam ("" = exam-<date>-<time>)
     source: SourceConfig = field(default_factory=SourceConfig)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     rotation: RotationConfig = field(default_factory=RotationConfig)
+    exam: ExamConfig = field(default_factory=ExamConfig)  # issue 14
 
     def validate(self) -> None:
         if not self.model:
@@ -67,6 +72,7 @@ class RunConfig:
             raise FetalPlanesError(f"mask_header {self.mask_header} < 0", hint="give rows (e.g. 60) or a fraction (e.g. 0.08)")
         self.temporal.validate()
         self.rotation.validate()
+        self.exam.validate()  # issue 14
 
     @property
     def input_uri(self) -> str:
@@ -76,7 +82,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-SECTIONS = {"source": SourceConfig, "temporal": TemporalConfig, "rotation": RotationConfig}
+SECTIONS = {"source": SourceConfig, "temporal": TemporalConfig, "rotation": RotationConfig, "exam": ExamConfig}
 
 
 def parse_roi(value: Any, where: str = "--roi") -> Roi | None:

@@ -15,6 +15,14 @@ N+1 while the loop's thread infers frame N and runs temporal logic, overlay and
 outputs. OpenCV and ONNX Runtime release the GIL, so the two overlap on a
 multi-core box. ``pipeline=False`` does everything in the loop's thread; both
 paths call the same :func:`prepare_frame`, so their outputs are identical.
+
+With ``RunConfig.output_thread`` (the default) the overlay and the frame outputs (recordings,
+streams) run in a third thread, :class:`~edge.live.output_stage.OutputThread`, fed through a queue of
+two items that drops the oldest when it falls behind (never blocking inference on a live input);
+records (``jsonl://``) are still written by the loop's thread, in order, every one. Windows
+(``display://``) are shown by the loop's thread (OpenCV highgui's one-thread rule): :meth:`LiveSession.pump`.
+Two latencies are kept per frame: capture-to-label (the decision) and capture-to-overlay (the
+overlaid frame handed to every frame output: written to the recording, shown in the window).
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ import numpy as np
 from edge.errors import EXIT_FAILURE, FetalPlanesError
 from edge.live.capture import STATE_FAILED, STATE_RECONNECTING, CaptureThread, Frame, PrepareThread
 from edge.live.config import RunConfig
+from edge.live.exam import ChecklistOverlay, ExamTracker
+from edge.live.output_stage import OutputItem, OutputThread
 from edge.live.outputs import Output, open_output
 from edge.live.overlay import draw_banner, draw_overlay, mask_header
 from edge.live.sector import Box, SectorTracker
@@ -44,7 +54,9 @@ TIMING_WINDOW = 8192  # frames kept for the per-stage percentiles
 MIN_SIDE = 16  # frames smaller than this (either side) are skipped as corrupt
 MAX_CONSECUTIVE_ERRORS = 100
 FREEZE_THUMB = 96  # freeze detection compares 96-191 px thumbnails of the sector (what TemporalConfig.freeze_diff is tuned for)
-STAGES = ("sector", "preprocess", "infer", "temporal", "overlay", "outputs", "total")
+#: per-frame stages; with the output thread "overlay" and "frame_outputs" run in that thread, "outputs" is what
+#: the loop's thread spends on outputs (records written, the frame handed over) and "total" the loop's work only
+STAGES = ("sector", "preprocess", "infer", "temporal", "overlay", "outputs", "frame_outputs", "total")
 
 
 class StageTimes:
@@ -98,6 +110,9 @@ class RunSummary:
     inferences: int = 0
     stages_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)  # capture-to-label
+    overlay_latency_ms: dict[str, float] = field(default_factory=dict)  # capture-to-overlay (frame outputs only)
+    output_dropped: int = 0  # labelled frames the output thread dropped (behind; newest first): no frame output got them
+    display_skipped: int = 0  # overlaid frames a window never showed (a newer one was ready first)
     end_reason: str = ""
     exit_code: int = 0
     source: str = ""
@@ -123,6 +138,10 @@ class RunSummary:
             lines.append(
                 f"capture-to-label latency p50 {self.latency_ms['p50_ms']:.2f} ms, p99 {self.latency_ms['p99_ms']:.2f} ms"
             )
+        if self.overlay_latency_ms:
+            o = self.overlay_latency_ms
+            lines.append(f"capture-to-overlay latency p50 {o['p50_ms']:.2f} ms, p99 {o['p99_ms']:.2f} ms, "
+                         f"p99.9 {o['p99.9_ms']:.2f} ms, max {o['max_ms']:.2f} ms; output frames dropped {self.output_dropped}")
         for stage, s in self.stages_ms.items():
             lines.append(f"  {stage:<10} p50 {s['p50_ms']:8.3f} ms   p99 {s['p99_ms']:8.3f} ms")
         if self.last_error:
@@ -242,14 +261,20 @@ def prepare_frame(image: Any, tracker: Any, info: Any, make_tensor: bool = False
     return Prepared(image, box, small, thumb, x, t1 - t0, t2 - t1)
 
 
-def _percentiles(v: np.ndarray) -> dict[str, float]:
+LATENCY_PERCENTILES = (50, 90, 95, 99, 99.9)  # what real-time pipelines report (NVIDIA HoloHub's flow benchmarks)
+
+
+def latency_stats(v: np.ndarray) -> dict[str, float]:
+    """Mean, p50, p90, p95, p99, p99.9 and max of latencies in ms, and how many (empty dict for none)."""
+    v = np.asarray(v, np.float64)
     if v.size == 0:
         return {}
-    return {
-        "p50_ms": round(float(np.percentile(v, 50)), 3),
-        "p99_ms": round(float(np.percentile(v, 99)), 3),
-        "max_ms": round(float(v.max()), 3),
-    }
+    out = {"mean_ms": round(float(v.mean()), 3)}
+    for q in LATENCY_PERCENTILES:
+        out[f"p{q:g}_ms"] = round(float(np.percentile(v, q)), 3)
+    out["max_ms"] = round(float(v.max()), 3)
+    out["samples"] = int(v.size)
+    return out
 
 
 class _Signals:
@@ -292,6 +317,24 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
+class _Ring:
+    """The last :data:`TIMING_WINDOW` values (ms), added from any one thread at a time (a lock keeps it whole)."""
+
+    def __init__(self, window: int = TIMING_WINDOW):
+        self.data = np.zeros(window, np.float32)
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def add(self, ms: float) -> None:
+        with self._lock:
+            self.data[self.count % self.data.size] = ms
+            self.count += 1
+
+    def values(self) -> np.ndarray:
+        with self._lock:
+            return self.data[: min(self.count, self.data.size)].copy()
+
+
 class LiveSession:
     """One live run: model, sector tracker, temporal logic, outputs, status file, timings, counters.
 
@@ -315,8 +358,12 @@ class LiveSession:
         self.temporal = TemporalLogic(self.labels, config.temporal)
         self.times = StageTimes()
         self.latency = np.zeros(TIMING_WINDOW, np.float32)
+        self.overlay_latency = _Ring()  # capture-to-overlay, ms
+        self.output_stage: OutputThread | None = None  # the output thread (started by start() when asked for)
         self.outputs: list[Output] = []
         self.status: StatusWriter | None = None
+        self.exam: ExamTracker | None = None  # the exam view (checklist, best frame per plane): made in open_outputs
+        self.checklist: ChecklistOverlay | None = None
         self.source: FrameSource | None = None  # closed by close() unless a capture thread took it over
         self.capture: Any = None  # the CaptureThread / PrepareThread feeding the session (its counters are reported)
         self.state = "starting"
@@ -343,16 +390,31 @@ class LiveSession:
             self.outputs.append(open_output(uri, fps=fps, codec=c.codec or None, rotation=c.rotation))
         self.outputs.extend(extra)
         self.summary.outputs = [o.describe() for o in self.outputs]
+        self.exam = ExamTracker(self.labels, c.exam, c.exam_report, c.exam_id, fps=fps, mask_header=c.mask_header)
+        self.checklist = ChecklistOverlay() if c.exam.checklist else None
+        for out in self.outputs:  # outputs that serve the status or start exams (http://, the window's key)
+            getattr(out, "attach", lambda **_: None)(snapshot=self.snapshot, exam=self.exam)
         if c.status:
             status = StatusWriter(c.status, self.snapshot, c.status_interval_s)
             status.check()
             self.status = status
 
     def start(self) -> None:
-        """The clock of ``max_seconds`` and of the progress log starts now."""
+        """The clock of ``max_seconds`` and of the progress log starts now; the output thread too, when asked for.
+
+        The output thread follows the input's rule: lossless for unpaced files (waits for room), newest
+        first otherwise; it wakes the loop (``capture.slot.wake()``) when a window has a frame to show.
+        """
         self._t_start = time.perf_counter()
         self._next_log = self._t_start + self.config.log_every_s if self.config.log_every_s > 0 else float("inf")
         self.state = "running"
+        if self.config.output_thread and self.output_stage is None and any(o.wants_frames for o in self.outputs):
+            slot = getattr(self.capture, "slot", None)
+            self.output_stage = OutputThread(
+                self._draw, self._frame_outputs, self._window_waits, lossless=bool(getattr(self.capture, "lossless", False)),
+                wake=getattr(slot, "wake", lambda: None), timed=self.times.add,
+                done=lambda t_capture: self.overlay_latency.add((time.perf_counter() - t_capture) * 1000.0))
+            self.output_stage.start()
 
     def __enter__(self) -> "LiveSession":
         return self
@@ -386,8 +448,10 @@ class LiveSession:
             s.skipped += 1
             s.skipped_reasons[prep.skip] = s.skipped_reasons.get(prep.skip, 0) + 1
             return None
+        self.collect()
         outputs = self.live_outputs
         want_frames = any(o.wants_frames for o in outputs)
+        stage = self.output_stage
         infer_s = [0.0, 0.0]
         try:
             if prep.error is not None:
@@ -396,7 +460,10 @@ class LiveSession:
             decision = self.temporal.step(prep.thumb, lambda: self._infer(prep, infer_s))
             t3 = perf()
             latency = t3 - frame.t_capture
-            shown = self._overlay(prep, decision, latency) if want_frames else None
+            if self.exam is not None:  # checklist + best frame, from the frame before the overlay draws on it
+                self.exam.observe(frame.index, time.time(), decision.label, decision.confidence, decision.state,
+                                  prep.image, prep.box.as_list(), prep.small, decision.event)
+            shown = self._overlay(prep, decision, latency) if want_frames and stage is None else None
             t4 = perf()
         except Exception as exc:  # one bad frame must not end a months-long run
             self._frame_failed(frame, exc)
@@ -421,11 +488,17 @@ class LiveSession:
         if decision.event:
             record["event"] = decision.event
         for out in outputs:  # each output on its own: one that fails does not stop the others
+            if stage is not None and out.wants_frames:
+                continue  # the output thread writes it
             try:
                 out.write(shown if out.wants_frames else None, record)
             except Exception as exc:
                 self._output_failed(out, exc)
+        if stage is not None and want_frames:
+            stage.offer(OutputItem(prep, decision, latency, record, frame.t_capture))
         t5 = perf()
+        if want_frames and stage is None:
+            self.overlay_latency.add((t5 - frame.t_capture) * 1000.0)
 
         self.latency[n % TIMING_WINDOW] = latency * 1000.0
         t = self.times
@@ -434,7 +507,7 @@ class LiveSession:
         if decision.inferred:
             t.add("infer", infer_s[1])
         t.add("temporal", (t3 - t2) - infer_s[0] - infer_s[1])
-        if want_frames:
+        if want_frames and stage is None:
             t.add("overlay", t4 - t3)
         t.add("outputs", t5 - t4)
         # the work spent on this frame (in the pipeline the sector/preprocess part ran in the other thread)
@@ -456,6 +529,60 @@ class LiveSession:
         infer_s[0], infer_s[1] = tb - ta, time.perf_counter() - tb
         return p
 
+    def _draw(self, item: OutputItem) -> np.ndarray:
+        """The output thread's overlay of one item."""
+        return self._overlay(item.prepared, item.decision, item.latency_s)
+
+    def _frame_outputs(self) -> list[Output]:
+        return [o for o in self.live_outputs if o.wants_frames]
+
+    def _window_waits(self) -> bool:
+        """Whether a window (an output the loop's thread must show) is still open."""
+        return any(o.wants_frames and o.main_thread for o in self.live_outputs)
+
+    def pump(self) -> None:
+        """In the loop's (main) thread: show the output thread's newest frame in the windows; report its faults."""
+        stage = self.output_stage
+        if stage is None:
+            return
+        self.collect()
+        item = stage.to_show.take()
+        if item is None:
+            return
+        shown, record, t_capture = item
+        windows = [o for o in self.live_outputs if o.wants_frames and o.main_thread]
+        for out in windows:
+            try:
+                if record is None:
+                    out.show_status(shown)
+                else:
+                    out.write(shown, record)
+            except Exception as exc:
+                self._output_failed(out, exc)
+        if record is not None and windows:
+            self.overlay_latency.add((time.perf_counter() - t_capture) * 1000.0)
+
+    def collect(self) -> None:
+        """Report, once each, what the output thread queued: outputs that failed, frames whose overlay failed."""
+        stage = self.output_stage
+        if stage is None:
+            return
+        while stage.failures:
+            out, exc, close_error = stage.failures.popleft()
+            self._output_failed(out, exc, closed=True, close_error=close_error)
+        while stage.frame_errors:
+            record, exc = stage.frame_errors.popleft()
+            self.summary.errors += 1
+            self.summary.last_error = _first_line(exc)
+            log.warning("frame %s (overlay): %s", record.get("frame"), self.summary.last_error)
+        if stage.crashed is not None:
+            crashed, stage.crashed = stage.crashed, None
+            raise FetalPlanesError(
+                f"the output thread failed: {_first_line(crashed)}",
+                hint="run again with --no-output-thread to see where it fails, and report it",
+                exit_code=EXIT_FAILURE,
+            ) from crashed
+
     def _overlay(self, prep: Prepared, decision: Any, latency_s: float) -> np.ndarray:
         import cv2
 
@@ -466,6 +593,8 @@ class LiveSession:
             mask_header(shown, c.mask_header)
         draw_overlay(shown, decision.label, decision.confidence, decision.state, self.hz, latency_s * 1000.0,
                      prep.box.as_list(), decision.top(3) if c.top3 else None)
+        if self.checklist is not None and self.exam is not None:
+            self.checklist.draw(shown, self.exam)
         self._last_shown = shown
         return shown
 
@@ -494,13 +623,16 @@ class LiveSession:
                 exit_code=EXIT_FAILURE,
             ) from None
 
-    def _output_failed(self, out: Output, exc: BaseException, closing: bool = False) -> None:
-        """Report an output's failure once; close it; the run goes on without it (and ends with exit 1)."""
+    def _output_failed(self, out: Output, exc: BaseException, closing: bool = False, closed: bool = False,
+                       close_error: BaseException | None = None) -> None:
+        """Report an output's failure once; close it (unless ``closed``: the output thread did); the run goes on without it (and ends with exit 1)."""
         name, why = out.describe(), _first_line(exc)
+        if id(out) in self._failed:
+            return
         self._failed.add(id(out))
-        self.summary.output_failures[name] = why
+        self.summary.output_failures[name] = why if close_error is None else f"{why}; {_first_line(close_error)}"
         log.error("output %s failed: %s; the run goes on without it", name, why)
-        if not closing:
+        if not (closing or closed):
             try:
                 out.close()  # finalise what it holds (a recording is renamed only if it reads back whole)
             except Exception as exc2:
@@ -530,12 +662,18 @@ class LiveSession:
             if self._last_shown is not None and now - self._last_banner > 0.5:
                 self._last_banner = now
                 banner = draw_banner(self._last_shown.copy(), "input lost - reconnecting ...")
+                if self.output_stage is not None:  # the output thread shows it (windows: via pump)
+                    self.output_stage.offer(OutputItem(None, None, 0.0, {}, now, status=banner))
+                    self.heartbeat()
+                    return
                 for out in self.live_outputs:
                     if out.wants_frames:
                         try:
                             out.show_status(banner)
                         except Exception as exc:
                             self._output_failed(out, exc)
+        if self.exam is not None:  # a long loss of signal ends the exam
+            self.exam.tick()
         self.heartbeat()
 
     def input_ended(self) -> None:
@@ -589,11 +727,13 @@ class LiveSession:
             "label_state": self._last["state"],
             "confidence": round(self._last["confidence"], 4),
             "latency_ms": round(float(self.latency[(n - 1) % TIMING_WINDOW]), 3) if n else None,
+            "output_dropped": self.output_stage.dropped if self.output_stage is not None else 0,
             "source": s.source,
             "model": s.model,
             "output_failures": dict(s.output_failures),
             "input_truncated": s.input_truncated,
             "exit_code": self._exit_code,  # None while running
+            "exam": self.exam.status() if self.exam is not None else None,
         }
 
     # --- closing -------------------------------------------------------------------
@@ -609,6 +749,16 @@ class LiveSession:
                 cap.join(timeout=5.0)
             elif self.source is not None:
                 self.source.close()
+            stage = self.output_stage
+            if stage is not None:  # write what is queued, then close the outputs from here
+                if not stage.finish(timeout=10.0):
+                    log.error("the output thread did not finish within 10 s; closing the outputs anyway")
+                try:
+                    self.pump()
+                except FetalPlanesError as exc:
+                    s.last_error = exc.message
+                    s.exit_code = EXIT_FAILURE
+                s.output_dropped, s.display_skipped = stage.dropped, stage.to_show.replaced
             for out in self.live_outputs:
                 try:
                     out.close()
@@ -616,6 +766,9 @@ class LiveSession:
                     self._output_failed(out, exc, closing=True)
         finally:
             self.runner.deactivate()
+            if self.exam is not None:  # the last exam's report
+                self.exam.close("interrupted" if s.end_reason.startswith(("interrupted", "stopped")) else "end of run")
+                s.messages.extend([f"exam report: {p}" for p in self.exam.reports] + self.exam.errors)
             if cap is not None:
                 s.captured, s.dropped, s.reconnects = cap.captured, cap.dropped, cap.reconnects
                 if cap.truncated is not None:
@@ -625,7 +778,8 @@ class LiveSession:
             s.label_changes = self.temporal.label_changes
             s.inferences = self.temporal.inferences
             s.stages_ms = self.times.summary()
-            s.latency_ms = _percentiles(self.latency[: min(s.frames, TIMING_WINDOW)])
+            s.latency_ms = latency_stats(self.latency[: min(s.frames, TIMING_WINDOW)])
+            s.overlay_latency_ms = latency_stats(self.overlay_latency.values())
             for out in self.outputs:
                 s.messages.extend(out.messages)
             if s.exit_code == 0 and (s.output_failures or s.input_truncated):
@@ -673,6 +827,7 @@ def run_loop(
             capture.start()
             while not session.done(stop):
                 frame = capture.slot.get(timeout=0.1)
+                session.pump()  # windows show the output thread's newest frame (main thread only)
                 if frame is None:
                     if capture.finished:
                         session.input_ended()

@@ -5,6 +5,8 @@
 ``rec.mp4``, ``file://rec.avi``        a video file with the overlay (mp4v / MJPG ...)
 ``rec.mp4?codec=MJPG``                 ... with a chosen FourCC (falls back if it cannot)
 ``jsonl://predictions.jsonl``          one JSON line per frame (label, probabilities, ...)
+``http://127.0.0.1:8080/``             a web page with the live stream, label and exam checklist
+                                       (:mod:`edge.live.http_output`)
 =====================================  =============================================
 
 Files are bounded by :mod:`edge.live.rotation` when a RotationConfig is given.
@@ -42,7 +44,7 @@ FALLBACK_CODECS = ("mp4v", "MJPG", "XVID")
 class OutputSpec:
     """A parsed output URI."""
 
-    kind: str  # display | video | jsonl
+    kind: str  # display | video | jsonl | http
     location: str
     options: dict[str, str] = field(default_factory=dict)
 
@@ -62,6 +64,8 @@ def parse_output(uri: str) -> OutputSpec:
         return OutputSpec("display", text[len("display://"):] or "0", options)
     if low.startswith("jsonl://"):
         return OutputSpec("jsonl", text[len("jsonl://"):], options)
+    if low.startswith("http://"):  # http-hook (issue 14)
+        return OutputSpec("http", text[len("http://"):].split("/", 1)[0], options)
     if low.startswith("file://"):
         text = text[len("file://"):]
         low = text.lower()
@@ -79,7 +83,7 @@ def parse_output(uri: str) -> OutputSpec:
         return OutputSpec("video", text, options)
     raise FetalPlanesError(
         f"output {uri!r}: unknown kind",
-        hint="use display://0, a video file (.mp4/.avi/.mkv/.mov), or jsonl://predictions.jsonl",
+        hint="use display://0, a video file (.mp4/.avi/.mkv/.mov), jsonl://predictions.jsonl or http://127.0.0.1:8080/",
     )
 
 
@@ -87,6 +91,7 @@ class Output:
     """One destination of the loop's results."""
 
     wants_frames = False  # whether write() needs the (overlaid) frame
+    main_thread = False  # write()/show_status() only from the loop's (main) thread: OpenCV highgui windows
     stop_requested = False  # set by a window when the user presses q / Esc
 
     # write() raises when the output can no longer be written (disk full, device gone); the loop
@@ -101,6 +106,10 @@ class Output:
 
     def show_status(self, frame: np.ndarray) -> None:
         """A frame shown while no new frames arrive (e.g. 'reconnecting'); only windows show it."""
+
+    def attach(self, snapshot: Any = None, exam: Any = None) -> None:
+        """The loop's status snapshot (a callable) and exam tracker, for outputs that show or control them."""
+        self.snapshot, self.exam = snapshot, exam
 
     def flush(self) -> None:
         pass
@@ -416,9 +425,13 @@ def display_available() -> tuple[bool, str]:
 
 
 class DisplayOutput(Output):
-    """A window showing the overlaid frames; q or Esc stops the loop."""
+    """A window showing the overlaid frames; q or Esc stops the loop, n starts a new exam.
+
+    OpenCV's highgui works from one thread only: the loop shows it from its own thread, never the output thread.
+    """
 
     wants_frames = True
+    main_thread = True
 
     def __init__(self, spec: OutputSpec):
         super().__init__(spec)
@@ -448,8 +461,11 @@ class DisplayOutput(Output):
         import cv2
 
         cv2.imshow(self.window, frame)
-        if (cv2.waitKey(1) & 0xFF) in (ord("q"), 27):
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27):
             self.stop_requested = True
+        elif key == ord("n") and getattr(self, "exam", None) is not None:  # exam-hook: a key starts a new exam
+            self.exam.request_new_exam(reason="new exam (key n)")
 
     def close(self):
         import cv2
@@ -468,4 +484,8 @@ def open_output(spec: OutputSpec | str, fps: float = 30.0, codec: str | None = N
         return DisplayOutput(spec)
     if spec.kind == "jsonl":
         return JsonlOutput(spec, rotation)
+    if spec.kind == "http":  # http-hook (issue 14)
+        from edge.live.http_output import HttpOutput
+
+        return HttpOutput(spec)
     return VideoOutput(spec, fps=fps, codec=codec, rotation=rotation)

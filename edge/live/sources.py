@@ -24,11 +24,14 @@ from typing import Protocol
 
 import numpy as np
 
+from edge.dicom import check_readable, frame_count as dicom_frame_count, is_dicom
 from edge.errors import FetalPlanesError
-from edge.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES  # noqa: F401  (re-exported)
+from edge.files import DICOM_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES  # noqa: F401  (re-exported)
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
 INPUT_SCHEMES = ("v4l2", "file", *STREAM_SCHEMES)  # what parse_source accepts before "://"
+#: image folders and single files may also hold DICOM (every frame of a cine loop is a frame)
+FOLDER_SUFFIXES = IMAGE_SUFFIXES + DICOM_SUFFIXES
 
 
 @dataclass
@@ -131,7 +134,7 @@ def parse_source(uri: str) -> SourceSpec:
             f"input {uri!r}: no such file or folder",
             hint="give a video file, an image folder or glob, v4l2:///dev/videoN, rtsp://..., or a GStreamer pipeline",
         )
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if path.suffix.lower() in FOLDER_SUFFIXES:
         return SourceSpec("images", str(path), live=False)
     return SourceSpec("file", str(path), live=False)
 
@@ -150,7 +153,7 @@ def list_images(location: str, recursive: bool = False) -> list[Path]:
         if path.is_file():
             return [path]
         found = list(path.rglob("*") if recursive else path.iterdir())
-    return sorted((p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: natural_key(str(p)))
+    return sorted((p for p in found if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES), key=lambda p: natural_key(str(p)))
 
 
 def opencv_has_gstreamer() -> bool:
@@ -255,22 +258,36 @@ class ImageFolderSource:
                 hint="check the folder or quote the glob so that the shell does not expand it",
             )
         self.fps = config.fps or 0.0
-        self.frame_count = len(self.files)
+        dicom = [p for p in self.files if is_dicom(p)]
+        check_readable(dicom)  # pydicom and its decoders are there: exit 2 now, not an error on every frame
+        self.frame_count = len(self.files) - len(dicom) + sum(dicom_frame_count(p) for p in dicom)
         self.position = 0
+        self._frames = None  # the frames of the current DICOM cine loop
 
     def read(self) -> tuple[bool, np.ndarray | None]:
-        import cv2
+        from edge.images import decode_image, iter_frames
 
-        if self.position >= len(self.files):
-            return False, None
-        path = self.files[self.position]
-        self.position += 1
-        data = np.fromfile(str(path), dtype=np.uint8)
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-        return True, image  # None: unreadable image, skipped and counted by the loop
+        try:
+            if self._frames is not None:
+                frame = next(self._frames, None)
+                if frame is not None:
+                    return True, frame
+                self._frames = None
+            if self.position >= len(self.files):
+                return False, None
+            path = self.files[self.position]
+            self.position += 1
+            if is_dicom(path):
+                self._frames = iter_frames(path)
+                return True, next(self._frames, None)
+            return True, decode_image(path)
+        except FetalPlanesError:
+            self._frames = None
+            return True, None  # unreadable image, skipped and counted by the loop
 
     def rewind(self) -> bool:
         self.position = 0
+        self._frames = None
         return True
 
     def close(self) -> None:

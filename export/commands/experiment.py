@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "  table4  transfer across operator/machine groups (>= 2000 images) and all sources\n"
             "  fig5    learning curve (100 training patients fewer at a time)\n"
             "  fig4    brain sub-planes with confusion matrix\n"
-            "  fig3    confusion matrix of the best model\n"
+            "  fig3    confusion matrix of the study's best model (densenet169)\n"
             "  all     all of them\n"
             "Finished sub-runs in --out are reused (re-run the same command to resume)."
         ),
@@ -53,8 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="tiny scale: 48 images per split, 32 px, 1 epoch, mobilenet_v3_small, no pre-training")
     p.add_argument("--archs", nargs="+", default=None,
-                   help="architectures (table2: all of them; others: the first). Default: the edge models "
-                   "for table2, densenet169 for the others")
+                   help="architectures (table2: all of them; others: the first). Default: the study's "
+                   "(table2: its networks torchvision has, then the edge models; inception_v3 for table3, table4, "
+                   "fig5; densenet169 for fig3, fig4)")
     p.add_argument("--seed", type=int, default=0, help="seed of splits and training (recorded in every run)")
     p.add_argument("--epochs", type=int, default=None, help="max epochs (default: the study's 15; quick: 1)")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default 32; quick 16)")

@@ -48,10 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", choices=sorted(TASKS), default="planes", help="planes (6 classes) or brain (4); default planes")
     p.add_argument("--arch", default="mobilenet_v3_small",
                    help="torchvision model name: mobilenet_v3_small (default), mobilenet_v3_large, mobilenet_v2, "
-                   "resnet18/34/50, densenet169, inception_v3, resnext50_32x4d, ...")
+                   "resnet18/34/50, densenet169, inception_v3, resnext50_32x4d, ...; or sononet16/sononet32/sononet64 "
+                   "(SonoNet, trained on fetal ultrasound: --pretrained SonoNet16.npz)")
     p.add_argument("--pretrained", default="imagenet", metavar="imagenet|none|PATH",
                    help="ImageNet weights (torch hub cache or download; default), none (from scratch), "
-                   "or a local weights file")
+                   "or a local weights file (for sononet16/32/64: none or the published SonoNet16/32/64.npz)")
     p.add_argument("--freeze-backbone", action="store_true", help="train the last layers (classifier) only")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no data augmentation")
     p.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")

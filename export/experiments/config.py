@@ -10,7 +10,7 @@ from typing import Any
 
 from edge.errors import FetalPlanesError
 
-#: The edge architectures (Table 2's default list).
+#: The project's edge architectures (part of Table 2's default list, see export.experiments.study).
 EDGE_ARCHS = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "resnet18", "resnet34", "resnet50")
 #: The quick mode's single small model.
 QUICK_ARCH = "mobilenet_v3_small"
@@ -73,8 +73,8 @@ class ExperimentConfig:
             return list(self.archs)
         return [QUICK_ARCH] if self.quick else list(default)
 
-    def main_arch(self, default: str = "densenet169") -> str:
-        """The architecture of single-model experiments: first of --archs, else the study's best (quick: the small one)."""
+    def main_arch(self, default: str) -> str:
+        """A single-model experiment's architecture: first of --archs, else ``default`` (the study's; quick: the small one)."""
         if self.archs:
             return self.archs[0]
         return QUICK_ARCH if self.quick else default

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 PUBLISHED_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "paper" / "published.json"
-NOT_REPORTED = "n/r"  # published value not retrieved (see benchmarks/paper/published.json)
+FIGURE_ONLY = "figure only"  # published.json's mark for a value the article shows only in a figure
+FIGURE_ONLY_CELL = "fig. only"
+NOT_GIVEN = "–"  # the article gives no such number (or published.json is missing)
 
 
 def load_published(path: Path | None = None) -> dict[str, Any]:
@@ -25,25 +27,40 @@ def load_published(path: Path | None = None) -> dict[str, Any]:
 
 
 def published_rows(section: str, key: str, published: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """Rows of a published table, by ``key`` (e.g. 'arch' for Table 2)."""
+    """Rows of a published table, by ``key`` (e.g. 'paper_name' for Table 2, 'variant' for Table 3)."""
     published = load_published() if published is None else published
     rows = published.get(section, {}).get("rows", [])
-    return {r[key]: r for r in rows if key in r}
+    return {r[key]: r for r in rows if r.get(key) is not None}
 
 
-def pct(x: float | None, digits: int = 1) -> str:
-    """A fraction as a percentage string; the 'not reported' mark for None."""
-    return NOT_REPORTED if x is None else f"{100.0 * float(x):.{digits}f}"
+def is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def pct_pm(mean: float | None, std: float | None) -> str:
-    if mean is None:
-        return NOT_REPORTED
-    return f"{100.0 * mean:.1f} ± {100.0 * std:.1f}" if std is not None else f"{100.0 * mean:.1f}"
+def _mark(x: Any) -> str:
+    return FIGURE_ONLY_CELL if x == FIGURE_ONLY else NOT_GIVEN
 
 
-def num(x: float | None, fmt: str = "{:.1f}") -> str:
-    return NOT_REPORTED if x is None else fmt.format(x)
+def pct(x: Any, digits: int = 1) -> str:
+    """A fraction as a percentage string; 'fig. only' / '–' for a published value that is not a number."""
+    return f"{100.0 * float(x):.{digits}f}" if is_number(x) else _mark(x)
+
+
+def pct_pm(mean: Any, std: Any) -> str:
+    if not is_number(mean):
+        return _mark(mean)
+    return f"{100.0 * mean:.1f} ± {100.0 * std:.1f}" if is_number(std) else f"{100.0 * mean:.1f}"
+
+
+def num(x: Any, fmt: str = "{:.1f}") -> str:
+    return fmt.format(x) if is_number(x) else _mark(x)
+
+
+def delta(ours: Any, theirs: Any, digits: int = 1) -> str:
+    """ours - theirs in percentage points ('+1.2'); empty when either is not a number."""
+    if not (is_number(ours) and is_number(theirs)):
+        return ""
+    return f"{100.0 * (ours - theirs):+.{digits}f}"
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
@@ -54,21 +71,19 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align:
     return "\n".join(lines)
 
 
-def header_lines(title: str, notice: str, config: Any, published: dict[str, Any]) -> list[str]:
-    """Title, what data, the run's scale, and where the published numbers come from."""
-    scale = ("**quick mode** (few images, tiny inputs, one epoch, no pre-training: exercises the code, "
-             "not the study's numbers)" if config.quick else "full scale (the study's recipe)")
-    status = published.get("status", "published numbers file not found")
-    return [
-        f"# {title}",
-        "",
-        notice,
-        "",
-        f"Scale: {scale}; seed {config.seed}.",
-        "",
-        f"'paper' columns: {published.get('source', 'the study')}. {NOT_REPORTED} = not retrieved. {status}",
-        "",
-    ]
+def header_lines(title: str, notice: str, config: Any, published: dict[str, Any],
+                 architecture: str | None = None) -> list[str]:
+    """Title, what data, the run's scale, the architectures (study's and ours), where the study's numbers come from."""
+    scale = ("**quick mode** (few images, tiny inputs, one epoch, no pre-training, a small model: exercises the "
+             "code, not the study's numbers)" if config.quick else "full scale (the study's recipe)")
+    source = published.get("source", "published numbers file (benchmarks/paper/published.json) not found")
+    lines = [f"# {title}", "", notice, "", f"Scale: {scale}; seed {config.seed}.", ""]
+    if architecture:
+        lines += [architecture, ""]
+    lines += [f"'study' columns: {source} (benchmarks/paper/published.json). Δ = ours − study, in percentage "
+              f"points. {FIGURE_ONLY_CELL} = the article shows it only in a figure; {NOT_GIVEN} = the article gives "
+              "no such number.", ""]
+    return lines
 
 
 def write_table(
@@ -103,15 +118,17 @@ def study_notice(config: Any) -> tuple[str, str]:
 
 
 def metric_cells(metrics: dict[str, Any], paper: dict[str, Any] | None) -> list[str]:
-    """top-1 / top-3 error and class accuracy, ours then the paper's, as table cells."""
+    """top-1 / top-3 error and class accuracy: ours, the study's and the difference, as table cells."""
     paper = paper or {}
     return [
-        pct(metrics["top1_error"]), pct(paper.get("top1_error")),
+        pct(metrics["top1_error"]), pct(paper.get("top1_error")), delta(metrics["top1_error"], paper.get("top1_error")),
         pct(metrics["top3_error"], 2), pct(paper.get("top3_error"), 2),
+        delta(metrics["top3_error"], paper.get("top3_error"), 2),
         pct_pm(metrics["class_accuracy_mean"], metrics["class_accuracy_std"]),
         pct_pm(paper.get("class_accuracy_mean"), paper.get("class_accuracy_std")),
+        delta(metrics["class_accuracy_mean"], paper.get("class_accuracy_mean")),
     ]
 
 
-METRIC_HEADERS = ["top-1 error % (ours)", "(paper)", "top-3 error % (ours)", "(paper)",
-                  "class accuracy % (ours)", "(paper)"]
+METRIC_HEADERS = ["top-1 error % (ours)", "(study)", "Δ", "top-3 error % (ours)", "(study)", "Δ",
+                  "class accuracy % (ours)", "(study)", "Δ"]

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from edge.cli import add_command
-from edge.cli_args import add_out
+from edge.cli_args import add_data, add_out
 from edge.errors import EXIT_FAILURE, EXIT_OK, FetalPlanesError
 
 
@@ -55,6 +55,18 @@ def _phantom_video(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _score(args: argparse.Namespace) -> int:
+    from fetaldata.classify_scoring import score_classify_csv
+
+    report = score_classify_csv(args.csv, args.data)
+    text = json.dumps(report, indent=1)
+    if args.json:
+        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    print(text)
+    print(f"top-1 accuracy on {report['images']} images: {report['accuracy_text']}", file=sys.stderr)
+    return EXIT_OK
+
+
 def register(subparsers) -> None:
     data = add_command(
         subparsers,
@@ -77,6 +89,17 @@ def register(subparsers) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     p.add_argument("--no-images", action="store_true", help="check the CSV only, not the image files")
     p.add_argument("--no-decode", action="store_true", help="only check that image files exist, do not decode them")
+
+    p = add_command(
+        sub,
+        "score",
+        "score `fetalplanes classify` results against a labelled dataset (top-1 with its 95 %% interval, per class)",
+        _score,
+        "fetalplanes data score results.csv --data ../shared/data/hc18_sample --json scores.json",
+    )
+    p.add_argument("csv", help="the CSV written by `fetalplanes classify --out`")
+    add_data(p, use="the labels to score against")
+    p.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
 
     p = add_command(
         sub,

@@ -44,6 +44,10 @@ def test_report_holds_this_runs_figures(demo_run):
     assert res["live"]["summary"]["frames"] == n_lines > 0
     assert res["live"]["score"]["frames_scored"] > 0
     assert 0.0 <= res["live"]["score"]["accuracy"] <= 1.0
+    # the exam report of the live step, scored for best-frame retrieval
+    rv = res["live"]["score"]["retrieval"]
+    assert (out / "live" / "exam" / "phantom" / "index.html").is_file()
+    assert rv["retrieval_accuracy"] is None or 0.0 <= rv["retrieval_accuracy"] <= 1.0
     # speed: ORT FP32 timed, ratios against the faster PyTorch eager setting of the same run
     rows = {r["name"]: r for r in res["bench"]["runtimes"]}
     fp32 = rows["ORT FP32"]["batches"]["1"]

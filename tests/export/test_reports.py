@@ -101,3 +101,19 @@ def test_plot_confusion_brain_labels_and_shape_check(tmp_path):
     assert cv2.imread(str(p)) is not None
     with pytest.raises(FetalPlanesError, match="does not fit 6 labels"):
         plot_confusion(cm, PLANES, tmp_path / "bad.png")
+
+
+def test_small_evaluations_report_a_wilson_interval(tmp_path):
+    """Fewer than 300 images: the top-1 accuracy comes with its 95 % interval; 300 and more: the table only."""
+    from export.reports import metrics_markdown
+    from fetaldata.metrics import wilson_interval
+
+    probs = np.eye(6)[[0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5, 1]]  # 12 of 13 right
+    targets = np.array([0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5, 0])
+    res = make_result(tmp_path)
+    res.metrics = classification_metrics(probs, targets, PLANES)
+    md = metrics_markdown(res, notice="x")
+    assert "Top-1 accuracy: **92.3 % (95 % CI 66.7–98.6 %)**, 12 of 13 images" in md
+    assert res.metrics.to_dict()["top1_accuracy_ci95"] == pytest.approx(list(wilson_interval(12, 13)))
+    big = make_result(tmp_path, n=300)
+    assert "95 % CI" not in metrics_markdown(big, notice="x")

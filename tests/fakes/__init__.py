@@ -48,7 +48,9 @@ def build_fake_engine(onnx_path, engine_path, trt, max_batch: int = 4):
     assert trt.OnnxParser(network, None).parse(Path(onnx_path).read_bytes())
     config = builder.create_builder_config()
     profile = builder.create_optimization_profile()
-    tail = list(info.input_shape(1)[1:])
+    # the profile follows the network's own input where its dimensions are static (as a real build must)
+    declared = list(network.get_input(0).shape)[1:]
+    tail = [d if d > 0 else m for d, m in zip(declared, info.input_shape(1)[1:])] if declared else list(info.input_shape(1)[1:])
     profile.set_shape(network.get_input(0).name, [1] + tail, [1] + tail, [max_batch] + tail)
     config.add_optimization_profile(profile)
     Path(engine_path).write_bytes(builder.build_serialized_network(network, config))

@@ -57,3 +57,35 @@ def test_bad_inputs_are_clear():
         classification_metrics(np.ones((2, 3)) / 3, np.array([0, 5]), ["a", "b", "c"])
     with pytest.raises(FetalPlanesError, match="labels"):
         classification_metrics(np.ones((2, 3)) / 3, np.array([0, 1]), ["a", "b"])
+
+
+# Newcombe, "Two-sided confidence intervals for the single proportion", Stat. Med. 17:857 (1998), Table I,
+# method 3 (score interval without continuity correction), to 4 decimals
+@pytest.mark.parametrize("k,n,lo,hi", [(81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611),
+                                       (1, 29, 0.0061, 0.1718)])
+def test_wilson_interval_against_newcombe_1998(k, n, lo, hi):
+    from fetaldata.metrics import wilson_interval
+
+    got = wilson_interval(k, n)
+    assert got[0] == pytest.approx(lo, abs=6e-5) and got[1] == pytest.approx(hi, abs=6e-5)
+
+
+def test_wilson_interval_edges_and_formatting():
+    from fetaldata.metrics import format_proportion, wilson_interval
+
+    assert wilson_interval(13, 13) == (pytest.approx(13 / (13 + 1.959963984540054 ** 2)), 1.0)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert format_proportion(12, 13) == "92.3 % (95 % CI 66.7–98.6 %)"
+    assert format_proportion(290, 300) == "96.7 %"  # from 300 images on, the plain figure
+    assert format_proportion(290, 300, always_interval=True).startswith("96.7 % (95 % CI ")
+    with pytest.raises(FetalPlanesError):
+        wilson_interval(5, 4)
+
+
+def test_metrics_carry_the_interval():
+    from fetaldata.metrics import wilson_interval
+
+    probs = np.eye(3)[[0, 1, 2, 0]]
+    m = classification_metrics(probs, np.array([0, 1, 2, 1]), ["a", "b", "c"])
+    assert m.top1_correct == 3
+    assert m.to_dict()["top1_accuracy_ci95"] == pytest.approx(list(wilson_interval(3, 4)))

@@ -135,4 +135,4 @@ def test_classify_dicom_without_pydicom_is_clear(tiny_onnx, tmp_path, capsys):
     (tmp_path / "a.dcm").write_bytes(b"\0" * 200)
     rc = main(["classify", str(tmp_path), "--model", str(tiny_onnx), "--out", str(tmp_path / "r.csv")])
     err = capsys.readouterr().err
-    assert rc == 2 and "pydicom" in err and "pip install pydicom" in err
+    assert rc == 2 and "pydicom" in err and "fetalplanes[dicom]" in err
