@@ -98,6 +98,7 @@ class HttpOutput:
     """
 
     wants_frames = True
+    main_thread = False  # write() only hands a frame reference to the encoder thread: any thread may call it
     stop_requested = False
 
     def __init__(self, spec: OutputSpec):
