@@ -72,6 +72,24 @@ class EvaluationResult:
     def probabilities(self) -> np.ndarray:
         return np.asarray([p.probabilities for p in self.predictions], dtype=np.float64)
 
+    def unmapped_images(self) -> dict[str, Any]:
+        """Images whose true class the model has no output for (a label-mapped model, e.g. SonoNet: no Maternal
+        cervix): per such class the count and what they were read as, and top-1 on the other images alone.
+        They stay in the overall figures (always wrong there); this reports them apart."""
+        if not self.unmapped_labels:
+            return {}
+        missing = {self.labels.index(x) for x in self.unmapped_labels}
+        per: dict[str, Any] = {}
+        for p in self.predictions:
+            if p.target in missing:
+                entry = per.setdefault(self.labels[p.target], {"images": 0, "read_as": {}})
+                entry["images"] += 1
+                read = self.labels[p.predicted]
+                entry["read_as"][read] = entry["read_as"].get(read, 0) + 1
+        rest = [p for p in self.predictions if p.target not in missing]
+        return {"classes": per, "other_images": len(rest),
+                "other_images_correct": sum(p.predicted == p.target for p in rest)}
+
     @property
     def targets(self) -> np.ndarray:
         return np.asarray([p.target for p in self.predictions], dtype=np.int64)
@@ -97,6 +115,7 @@ class EvaluationResult:
             "images_per_second": self.images_per_second,
             "skipped_images": list(self.skipped_images),
             "unmapped_labels": list(self.unmapped_labels),
+            "unmapped_images": self.unmapped_images(),
         }
         if with_predictions:
             out["predictions"] = [dataclasses.asdict(p) for p in self.predictions]
