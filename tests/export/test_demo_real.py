@@ -31,11 +31,9 @@ def test_real_step_skips_with_its_reason_without_shared_data(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_step_on_the_shared_images(shared_data_dir, tmp_path):
-    if not (shared_data_dir / "hc18_sample").is_dir():
-        pytest.skip(f"no real data in {shared_data_dir}")
+def test_real_step_on_the_shared_images(hc18_dir, sononet_examples_dir, real_videos, tmp_path):
     out = tmp_path / "demo"
-    r = run_demo(DemoConfig.quick(out=str(out), real=True, real_max_per_source=40, real_clip_frames=10,
+    r = run_demo(DemoConfig.quick(out=str(out), real=True, real_data=str(hc18_dir.parent), real_max_per_source=40, real_clip_frames=10,
                                   steps=("real", "report")), lambda m: None)
     real = r["results"]["real"]
     assert real["per_source"]["sononet_examples"]["correct"] == 13  # the known image area: 13 of 13
