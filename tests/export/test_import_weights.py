@@ -161,3 +161,11 @@ def test_tensorrt_code_path_on_the_sononet_onnx(monkeypatch, tmp_path, capsys):
     assert code in (0, 1) and "STAND-IN tensorrt: NOT a real check" in out
     rows = json.loads((tmp_path / "st" / "selftest.json").read_text())["rows"]
     assert [r["name"] for r in rows] == ["fp16", "int8-calibrated", "int8-qdq"]
+
+
+def test_the_wheel_carries_the_default_model_with_its_licence():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    data = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    edge = data["tool"]["setuptools"]["package-data"]["edge"]
+    assert {"models/*.onnx", "models/LICENSE", "models/NOTICE"} <= set(edge)
