@@ -56,7 +56,12 @@ def main() -> int:
     ap.add_argument("--shared", default=str(REPO.parent / "shared"))
     ap.add_argument("--model", default=str(DEFAULT_MODEL))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--from-json", action="store_true", help="rewrite the markdown from the last JSON, run nothing")
     args = ap.parse_args()
+    if args.from_json:
+        out = json.loads((RESULTS / "sononet_real_clips.json").read_text())
+        (RESULTS / "sononet_real_clips.md").write_text(markdown(out))
+        return 0
     clips = sorted(p for p in (Path(args.shared) / "data" / "scanner_video").iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     out: dict = {"machine": machine_stamp(), "model": Path(args.model).name, "clips": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,7 +80,16 @@ def main() -> int:
                   f"{entry['uncertain']:.0%}, fetal labels {entry['fetal_labels']}", flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sononet_real_clips.json").write_text(json.dumps(out, indent=1) + "\n")
+    text = markdown(out)
+    (RESULTS / "sononet_real_clips.md").write_text(text)
+    print(text)
+    return 0
+
+
+def markdown(out: dict) -> str:
+    """The result file's text from the JSON."""
     c = out["clips"]
+    with_fetal = {n: e["fetal_labels_not_uncertain"] for n, e in c.items() if e["fetal_labels_not_uncertain"]}
     total = sum(e["frames"] for e in c.values())
     not_fetal = sum(e["not_fetal_or_uncertain"] * e["frames"] for e in c.values())
     lines = [
@@ -86,11 +100,17 @@ def main() -> int:
         "",
         "These clips are real ultrasound but **not obstetric** (adult heart, lung, abdomen, soft tissue, eye): no",
         "frame shows a fetal plane, so every fetal label below is a false positive of a model trained on fetal scans.",
-        "Adult cardiac views can honestly look like fetal heart views (four chambers, outflow tracts), and round",
+        "Adult cardiac views could honestly look like fetal heart views (four chambers, outflow tracts), and round",
         "structures like a head; SonoNet never saw adult scans. Read this as how the box behaves off-task, not as",
         "accuracy.",
         "",
-        f"Over all {total} frames: {not_fetal / total:.0%} read as Other (Background or a non-plane view) or uncertain."
+        f"Over all {total} frames: {not_fetal / total:.0%} read as Other (Background or a non-plane view) or uncertain. "
+        f"A fetal label was shown (not uncertain) in {len(with_fetal)} of {len(c)} clips: "
+        + ("; ".join(f"{n}: " + ", ".join(f"{k} {v} frames" for k, v in f.items()) for n, f in with_fetal.items())
+           or "none") + ". "
+        + ("No fetal heart view (4CH, 3VV, LVOT, RVOT) was shown on any clip, the adult echocardiography included."
+           if not any("thorax" in k for f in with_fetal.values() for k in f) else
+           "Fetal heart views were shown on adult scans: see the table.")
         if total else "No frames.",
         "",
         "| clip | frames | Background | Other (plane) | uncertain | Other or uncertain | fetal labels shown (frames; not uncertain) |",
@@ -102,9 +122,7 @@ def main() -> int:
                      f"{e['not_fetal_or_uncertain']:.0%} | {fetal} |")
     lines += ["", "`Other (plane)`: the native label maps to Other (Background, Kidneys, Lips, Profile, Spine). "
               "`uncertain`: the smoothed confidence is below the loop's threshold, shown as uncertain on the overlay.", ""]
-    (RESULTS / "sononet_real_clips.md").write_text("\n".join(lines))
-    print("\n".join(lines))
-    return 0
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
