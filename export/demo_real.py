@@ -174,6 +174,7 @@ def real_section(demo: Any) -> tuple[str, list[Any]] | None:
         f"**{REAL}.** Model `{r['model']}`: SonoNet-16 (Baumgartner et al. 2017), published weights imported with "
         "`fetalplanes import-weights`, trained on UK 20-week anomaly scans; its 14 labels are mapped onto the six planes.",
         ("table", ["real images (FP32)", "images", "correct plane", "accuracy (95 % CI)"], rows),
+        "Plane = the most probable plane (SonoNet's probabilities summed per plane), as `evaluate` scores it.",
     ]
     u = r.get("unmapped") or {}
     if u.get("classes"):
