@@ -7,7 +7,7 @@ a fetal plane classifier should mostly answer Background / Other / uncertain on 
 labelled, the share whose native label is Background, whose plane is Other (Background and SonoNet's
 non-plane views), shown as uncertain, and which fetal labels appear (native label -> plane) with their
 counts. The run is the product path: `fetalplanes run --input CLIP --output jsonl://...` with the sector
-finder (no --roi), every frame (unpaced). Writes benchmarks/results/sononet_real_clips.md and .json.
+finder (no --roi), every frame (unpaced); then hc18_sample as an image-folder input. Writes benchmarks/results/sononet_real_clips.md and .json.
 """
 
 from __future__ import annotations
@@ -47,6 +47,41 @@ def clip_summary(records: list[dict]) -> dict:
             "native_labels": dict(native.most_common())}
 
 
+FOLDERS = {"hc18_sample": "Fetal brain"}  # image folders given as --input, and the plane every image shows
+
+
+def cli_runner():
+    from edge.cli import main as cli
+
+    return cli
+
+
+def run_once(cli, args, source: Path, tmp: str) -> tuple[int, list[dict], dict]:
+    """`fetalplanes run --input SOURCE` with a jsonl output: (exit code, records, summary)."""
+    jsonl, summary = Path(tmp) / f"{source.stem}.jsonl", Path(tmp) / f"{source.stem}.summary.json"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        code = cli(["run", "--model", args.model, "--input", str(source), "--output", f"jsonl://{jsonl}",
+                    "--threads", str(args.threads), "--summary-json", str(summary), "-q"])
+    records = [json.loads(x) for x in jsonl.read_text().splitlines()] if jsonl.is_file() else []
+    return code, records, (json.loads(summary.read_text()) if summary.is_file() else {})
+
+
+def run_folders(args, cli) -> dict:
+    """Image folders as the live loop's input (each image one frame): the share of frames on the right plane."""
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, plane in FOLDERS.items():
+            folder = Path(args.shared) / "data" / name
+            code, records, run = run_once(cli, args, folder, tmp)
+            n = len(records)
+            right = sum(r.get("plane") == plane for r in records)
+            out[name] = {"exit_code": code, "frames": n, "plane": plane, "right_plane": right,
+                         "share": right / n if n else 0.0, "uncertain": sum(r["state"] == "uncertain" for r in records),
+                         "hz": run.get("hz")}
+            print(f"{name}: {right}/{n} frames {plane}", flush=True)
+    return out
+
+
 def main() -> int:
     from edge.cli import main as cli
 
@@ -57,9 +92,13 @@ def main() -> int:
     ap.add_argument("--model", default=str(DEFAULT_MODEL))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--from-json", action="store_true", help="rewrite the markdown from the last JSON, run nothing")
+    ap.add_argument("--folders-only", action="store_true", help="keep the last JSON's clips, run the image folder(s)")
     args = ap.parse_args()
-    if args.from_json:
+    if args.from_json or args.folders_only:
         out = json.loads((RESULTS / "sononet_real_clips.json").read_text())
+        if args.folders_only:
+            out["folders"] = run_folders(args, cli_runner())
+            (RESULTS / "sononet_real_clips.json").write_text(json.dumps(out, indent=1) + "\n")
         (RESULTS / "sononet_real_clips.md").write_text(markdown(out))
         return 0
     clips = sorted(p for p in (Path(args.shared) / "data" / "scanner_video").iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
@@ -78,6 +117,7 @@ def main() -> int:
             out["clips"][clip.name] = entry
             print(f"{clip.name}: {entry['frames']} frames, Other {entry['other']:.0%}, uncertain "
                   f"{entry['uncertain']:.0%}, fetal labels {entry['fetal_labels']}", flush=True)
+    out["folders"] = run_folders(args, cli)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sononet_real_clips.json").write_text(json.dumps(out, indent=1) + "\n")
     text = markdown(out)
@@ -120,6 +160,15 @@ def markdown(out: dict) -> str:
         fetal = ", ".join(f"{k} {v}" for k, v in e["fetal_labels_not_uncertain"].items()) or "none"
         lines.append(f"| {name} | {e['frames']} | {e['background']:.0%} | {e['other']:.0%} | {e['uncertain']:.0%} | "
                      f"{e['not_fetal_or_uncertain']:.0%} | {fetal} |")
+    folders = out.get("folders") or {}
+    if folders:
+        lines += ["", "## Image folders as input", "",
+                  "`fetalplanes run --input FOLDER` (each image one frame, in name order; the loop's smoothing carries "
+                  "over from image to image, so this is the live loop's reading, not `classify`'s):", "",
+                  "| folder | frames | on the right plane | uncertain |", "|---|---:|---:|---:|"]
+        for name, e in folders.items():
+            lines.append(f"| {name} ({e['plane']}) | {e['frames']} | {e['right_plane']} ({100 * e['share']:.0f} %) | "
+                         f"{e['uncertain']} |")
     lines += ["", "`Other (plane)`: the native label maps to Other (Background, Kidneys, Lips, Profile, Spine). "
               "`uncertain`: the smoothed confidence is below the loop's threshold, shown as uncertain on the overlay.", ""]
     return "\n".join(lines)
