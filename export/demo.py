@@ -46,8 +46,6 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "report": ("phantom", "video", "train", "evaluate", "export", "quantize", "compare", "live", "bench", "real"),
 }
 SYNTHETIC = "SYNTHETIC phantom data - these figures exercise the software and prove nothing clinical"
-REAL = ("REAL ultrasound, but few images from other cohorts than the model's training data, read by a published "
-        "model (SonoNet-16) never fitted to them - not clinical accuracy")
 
 MARKERS = ".steps"
 

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+REAL = ("REAL ultrasound, but few images from other cohorts than the model's training data, read by a published "
+        "model (SonoNet-16) never fitted to them - not clinical accuracy")
 SOURCE_PREFIX = {"hc18_": "hc18_sample", "fpdb_": "fetal_planes_db", "sononet_": "sononet_examples"}
 
 
@@ -157,8 +159,6 @@ REAL_CLIP_NAME = "nbs_autocrop_media_echo-with-borders.mp4"
 
 def real_section(demo: Any) -> tuple[str, list[Any]] | None:
     """The report's section for the real step (None when it did not run)."""
-    from export.demo import REAL
-
     r = demo.results.get("real")
     if not r:
         return None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 
 from edge.errors import FetalPlanesError
+from fetaldata.real_samples import EXAMPLE_ROI as _EXAMPLE_ROI
 
 #: architecture name -> base width w
 VARIANTS = {"sononet16": 16, "sononet32": 32, "sononet64": 64}
@@ -42,10 +43,9 @@ SONONET_TO_PLANES = {
 SONONET_TO_BRAIN = {"Brain (Cb.)": "Trans-cerebellum", "Brain (Tv.)": "Trans-ventricular"}
 #: SonoNet's training input: rows x columns
 SONONET_INPUT_HW = (224, 288)
-#: the image area of the example screen grabs (975 x 735 pixels): rows 115:734, columns 81:874
-EXAMPLE_CROP = (slice(115, 734), slice(81, 874))
-#: the same area as ``--roi x,y,w,h`` (classify, evaluate, run)
-EXAMPLE_ROI = "81,115,793,619"
+#: the image area of the example screen grabs (975 x 735 pixels: rows 115:734, columns 81:874) as
+#: ``--roi x,y,w,h`` (classify, evaluate, run); the one statement is fetaldata.real_samples.EXAMPLE_ROI
+EXAMPLE_ROI = ",".join(str(v) for v in _EXAMPLE_ROI)
 #: per-image standardisation scale: (x - mean) / std * 255
 PER_IMAGE_SCALE = 255.0
 #: where the published weights come from (the vendored model's NOTICE and its description repeat it)
