@@ -132,10 +132,10 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         log(f"calibration set: up to {job.calib_size} training-patient images ({config.method})")
         split = split_config_for(info, job.seed)
         calib_samples = select_calibration_samples(db, info.task, job.calib_size, job.seed, split=split)
-        coverage = class_coverage(calib_samples, list(info.labels))
+        coverage = class_coverage(calib_samples, list(info.task_labels))
         log(f"calibration set: {len(calib_samples)} images; per class: "
             + ", ".join(f"{lbl} {n}" for lbl, n in coverage.items()))
-        missing_classes = check_class_coverage(calib_samples, list(info.labels), str(job.data), job.allow_missing_classes)
+        missing_classes = check_class_coverage(calib_samples, list(info.task_labels), str(job.data), job.allow_missing_classes)
         if missing_classes:
             log(f"WARNING: no calibration image of {', '.join(missing_classes)} (--allow-missing-classes): "
                 "INT8 ranges never saw these planes; check the INT8 file on images of them with `compare`")
@@ -150,7 +150,8 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
             "calibration (agreement only)")
         ref_all = predict_file(job.onnx, x_check, threads)
         ref = ref_all[: len(val.x)]
-        m_fp32 = _metrics(ref, val.targets, info.labels)
+        task = info.map_probabilities if info.label_map else None  # a label-mapped model scores on the task's labels
+        m_fp32 = _metrics(info.map_probabilities(ref), val.targets, info.task_labels)
 
         methods = list(METHODS) if config.method == AUTO else [config.method]
         method_trials: list[dict[str, Any]] = []
@@ -163,7 +164,8 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
             secs = time.perf_counter() - t0
             mpath = work / f"all-int8-{method}.onnx"
             quantize_with_ranges(prepared, mpath, mcache, mconfig, info=info)
-            h = judge(ref_all, predict_file(mpath, x_check, threads), val.targets, job.max_drop, job.min_agreement)
+            h = judge(ref_all, predict_file(mpath, x_check, threads), val.targets, job.max_drop, job.min_agreement,
+                      task=task)
             method_trials.append({"method": method, "calibration_seconds": secs, **h.to_dict()})
             log(f"INT8, all layers, {method}: top-1 drop {h.drop_points:.2f} points, agreement {h.agreement:.4f} "
                 f"({h.flips} flips of {h.agreement_images}), KL {h.kl:.4f} (calibration {secs:.0f} s)")
@@ -207,7 +209,7 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
             if config.float_layer_weights == "auto" and config.float_weight_storage == "int8":
                 config, search_info["float_weights"] = _choose_float_weights(
                     prepared, cache, config, nodes, x_check, ref_all, val.targets, job.max_drop, job.min_agreement,
-                    search_agreement, threads, work, log)
+                    search_agreement, threads, work, log, task)
             result = search_exclusions(
                 prepared, cache, config, [r.node for r in ranking], x_check, ref_all, val.targets,
                 job.max_drop, job.min_agreement, threads, log,
@@ -219,6 +221,7 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
                 target_bytes=None if job.size_target is None or config.target == "tensorrt"
                 else int(Path(job.onnx).stat().st_size * job.size_target),
                 min_expected=search_agreement,
+                task=task,
             )
             search_info.update(ran=True, tried=result.tried, found=result.holds is not None,
                                smallest_k=result.smallest_k, put_back=result.put_back)
@@ -234,15 +237,15 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         staged = work / "final.onnx"  # written in several steps: moved to --out only when complete
         final = quantize_with_ranges(prepared, staged, cache, config, nodes_to_exclude=excluded, info=info, note=note)
         final_probs = predict_file(final, x_check, threads)
-        final_holds = judge(ref_all, final_probs, val.targets, job.max_drop, job.min_agreement)
+        final_holds = judge(ref_all, final_probs, val.targets, job.max_drop, job.min_agreement, task=task)
         if search_info.get("fallback") and not final_holds.ok:
             excluded = []
             final = quantize_with_ranges(prepared, staged, cache, config, info=info, note=note)
             final_probs = predict_file(final, x_check, threads)
-            final_holds = judge(ref_all, final_probs, val.targets, job.max_drop, job.min_agreement)
+            final_holds = judge(ref_all, final_probs, val.targets, job.max_drop, job.min_agreement, task=task)
         os.replace(staged, job.out)  # atomic: an interrupted quantize leaves no half-written --out
         final = job.out
-        m_int8 = _metrics(final_probs[: len(val.x)], val.targets, info.labels)
+        m_int8 = _metrics(info.map_probabilities(final_probs[: len(val.x)]), val.targets, info.task_labels)
 
         candidates = [
             {"name": "fp32", "path": str(job.onnx), "precision": "fp32", "holds": True, "val": None},
@@ -385,7 +388,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _choose_float_weights(prepared, cache, config, nodes, x_check, ref_all, targets, max_drop, min_agreement,
-                          expected, threads, work: Path, log) -> tuple[QuantizeConfig, dict[str, Any]]:
+                          expected, threads, work: Path, log, task=None) -> tuple[QuantizeConfig, dict[str, Any]]:
     """``--float-layer-weights auto`` on the CPU: how layers kept in float store their weights.
 
     int8 for all of them when rounding the weights to int8 alone (every layer in
@@ -401,7 +404,7 @@ def _choose_float_weights(prepared, cache, config, nodes, x_check, ref_all, targ
 
     path = quantize_with_ranges(prepared, work / "float-int8-weights.onnx", cache,
                                 replace(config, float_layer_weights="int8"), nodes_to_exclude=nodes, metadata=False)
-    h = judge(ref_all, _predict_plain(path, x_check, threads), targets, max_drop, min_agreement, expected)
+    h = judge(ref_all, _predict_plain(path, x_check, threads), targets, max_drop, min_agreement, expected, task)
     info: dict[str, Any] = {"int8_weights_only": h.to_dict()}
     log(f"weights rounded to int8 alone (every layer in float): agreement {h.agreement:.4f}, expected on new "
         f"patients {h.expected_agreement:.4f}, drop {h.drop_points:.2f} points: {'meets' if h.ok else 'misses'} "
@@ -423,7 +426,8 @@ def _choose_float_weights(prepared, cache, config, nodes, x_check, ref_all, targ
         c = replace(config, float_layer_weights="int8", fp16_weight_nodes=order[:m])
         p = quantize_with_ranges(prepared, work / "float-mixed-weights.onnx", cache, c, nodes_to_exclude=nodes,
                                  metadata=False)
-        trials[m] = judge(ref_all, _predict_plain(p, x_check, threads), targets, max_drop, min_agreement, expected)
+        trials[m] = judge(ref_all, _predict_plain(p, x_check, threads), targets, max_drop, min_agreement, expected,
+                          task)
         return trials[m].ok
 
     m = smallest_k(len(order), holds) if order else None

@@ -177,13 +177,16 @@ def expected_agreement(ref_probs: np.ndarray, probs: np.ndarray, n_margins: int 
 
 
 def judge(ref_probs: np.ndarray, probs: np.ndarray, targets: np.ndarray, max_drop: float, min_agreement: float,
-          min_expected: float | None = None) -> Holds:
+          min_expected: float | None = None, task: Callable[[np.ndarray], np.ndarray] | None = None) -> Holds:
     """Top-1 of both on the first ``len(targets)`` rows (the labelled ones), argmax agreement and KL on all rows.
 
     Rows after the labelled ones are label-free check images (agreement only).
     ``min_expected``: also require :func:`expected_agreement` (margins of the
-    labelled rows) at least this high.
+    labelled rows) at least this high. ``task``: a model with a label map scores on the task's labels,
+    as compare and evaluate do: ``ModelInfo.map_probabilities`` (targets are task labels).
     """
+    if task is not None:
+        ref_probs, probs = task(ref_probs), task(probs)
     ev = gate_evidence(ref_probs, probs, targets, "the check images")
     n = ev.labelled
     return Holds(
@@ -339,6 +342,7 @@ def search_exclusions(
     kl_slack: float | None = 1.1,
     target_bytes: int | None = None,
     min_expected: float | None = None,
+    task: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> SearchResult:
     """Layers to keep in float: the smallest k such that ``ranking[:k]`` holds, then :func:`put_back`.
 
@@ -361,7 +365,7 @@ def search_exclusions(
                 path = Path(tmp) / "candidate.onnx"
                 quantize_with_ranges(prepared, path, cache_path, config, nodes_to_exclude=list(excluded), metadata=False)
                 cache[key] = judge(ref_probs, _predict_plain(path, x, threads), targets, max_drop, min_agreement,
-                                   min_expected)
+                                   min_expected, task)
                 sizes[key] = path.stat().st_size
             h = cache[key]
             tried.append({"k": len(excluded), "step": label, "drop_points": h.drop_points, "agreement": h.agreement,
