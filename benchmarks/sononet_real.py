@@ -1,4 +1,4 @@
-"""The imported SonoNet-16 (PyTorch) on the real images in ../shared: the reference check and HC18.
+"""The imported SonoNet-16 (the vendored ONNX model) on the real images in ../shared: the reference check and HC18.
 
     .venv/bin/python benchmarks/sononet_real.py [--shared ../shared]
 
@@ -6,12 +6,12 @@
   81:874) and with the box the sector finder (edge.live.sector.detect_sector) returns; IoU of that box
   with the known area;
 - hc18_sample (120 fetal heads): share read as Fetal brain through SonoNet's mapping, with its 95 % Wilson
-  interval, for both resize modes of export.sononet.sononet_input ("area": antialiased when shrinking,
-  "linear": OpenCV's plain bilinear).
+  interval, for both resize modes of the model description ("area": antialiased when shrinking, the
+  shipped setting; "linear": OpenCV's plain bilinear).
 
 Writes benchmarks/results/sononet_real.md and .json. Real images, but a tiny sample from other cohorts:
-not clinical accuracy. The preprocessing is export.sononet.sononet_input (to be replaced by
-edge.preprocess.prepare once the model-description contract carries SonoNet's preprocessing).
+not clinical accuracy. Model: edge/models/sononet16.onnx through ONNX Runtime (edge.backends.open_runner);
+preprocessing: edge.preprocess.prepare with the model's own description (the product path).
 """
 
 from __future__ import annotations
@@ -43,34 +43,40 @@ def _span(values: list[int]) -> str:
 
 
 def main() -> int:
-    import torch
+    import dataclasses
 
+    from edge.backends import open_runner
+    from edge.default_model import DEFAULT_MODEL
     from edge.live.sector import Box, detect_sector
-    from export.sononet import EXAMPLE_CROP, SONONET_LABELS, SONONET_TO_PLANES, read_image_any, sononet_input
-    from export.sononet_weights import import_sononet
+    from edge.preprocess import prepare, read_gray, to_probabilities
+    from fetaldata.real_samples import EXAMPLE_ROI
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", default=str(REPO.parent / "shared"))
+    ap.add_argument("--model", default=str(DEFAULT_MODEL))
     args = ap.parse_args()
     shared = Path(args.shared)
-    weights = shared / "models" / "sononet" / "SonoNet16.npz"
-    model = import_sononet(weights)
+    weights = Path(args.model)
+    runner = open_runner(str(weights)).activate()
+    info = runner.info
 
-    def predict(x: np.ndarray) -> list[str]:
-        with torch.no_grad():
-            return [SONONET_LABELS[i] for i in model(torch.from_numpy(x)).argmax(1).numpy()]
+    def predict(images: list[np.ndarray], model_info=info) -> list[str]:
+        x = np.concatenate([prepare(im, model_info) for im in images])
+        return [info.labels[i] for i in to_probabilities(runner.infer(x), info).argmax(1)]
 
-    out: dict = {"machine": machine_stamp(), "weights": "../shared/models/sononet/" + weights.name}
+    out: dict = {"machine": machine_stamp(), "model": "edge/models/" + weights.name if weights == DEFAULT_MODEL
+                 else weights.name}
     ex_dir = shared / "data" / "sononet_examples"
     rows = _rows(ex_dir)
-    known = Box(EXAMPLE_CROP[1].start, EXAMPLE_CROP[0].start, EXAMPLE_CROP[1].stop - EXAMPLE_CROP[1].start,
-                EXAMPLE_CROP[0].stop - EXAMPLE_CROP[0].start)
+    known = Box(*EXAMPLE_ROI)
     examples = []
+    import cv2
+
     for r in rows:
-        img = read_image_any(ex_dir / r["file"])
+        img = cv2.imdecode(np.fromfile(str(ex_dir / r["file"]), np.uint8), cv2.IMREAD_UNCHANGED)  # as stored (RGB)
         box = detect_sector(img)
-        by_known = predict(sononet_input(img, crop=EXAMPLE_CROP))[0]
-        by_finder = predict(sononet_input(box.crop(img) if box is not None else img))[0]
+        by_known = predict([known.crop(img)])[0]
+        by_finder = predict([box.crop(img) if box is not None else img])[0]
         examples.append({"file": r["file"], "truth": r["sononet_label"], "known_area": by_known,
                          "sector_finder": by_finder, "finder_box_xywh": box.as_list() if box else None,
                          "iou_with_known_area": round(box.iou(known), 3) if box else 0.0})
@@ -81,26 +87,29 @@ def main() -> int:
 
     hc_dir = shared / "data" / "hc18_sample"
     hc_rows = _rows(hc_dir)
-    images = [read_image_any(hc_dir / r["file"]) for r in hc_rows]
+    images = [read_gray(hc_dir / r["file"], info.gray) for r in hc_rows]
     hc: dict = {"images": len(images)}
     for mode in ("area", "linear"):
         t = time.perf_counter()
+        mode_info = dataclasses.replace(info, interpolation=mode)
         labels: list[str] = []
         for i in range(0, len(images), 20):
-            labels += predict(np.concatenate([sononet_input(im, interpolation=mode) for im in images[i:i + 20]]))
-        brain = sum(SONONET_TO_PLANES[x] == "Fetal brain" for x in labels)
+            labels += predict(images[i:i + 20], mode_info)
+        brain = sum(info.label_map[x] == "Fetal brain" for x in labels)
         hc[mode] = {"fetal_brain": brain, "share": brain / len(images), "ci95": list(wilson_interval(brain, len(images))),
                     "text": format_proportion(brain, len(images), always_interval=True),
                     "labels": dict(Counter(labels).most_common()), "seconds": round(time.perf_counter() - t, 1)}
     out["hc18_sample"] = hc
+    runner.deactivate()
 
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sononet_real.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = [
-        "# SonoNet-16 (published weights, imported into PyTorch) on the real images in ../shared",
+        "# SonoNet-16 (published weights, the vendored ONNX model) on the real images in ../shared",
         "",
-        f"{out['machine']['when']}; `benchmarks/sononet_real.py`; weights `{weights.name}` (Baumgartner et al. 2017, "
-        "Apache-2.0). Real images, but tiny samples from other cohorts than SonoNet's training data: these check the "
+        f"{out['machine']['when']}; `benchmarks/sononet_real.py`; model `{out['model']}` (SonoNet-16, published "
+        "weights of Baumgartner et al. 2017, Apache-2.0, imported by `fetalplanes import-weights`), ONNX Runtime, "
+        "preprocessing `edge.preprocess.prepare` from the model's description. Real images, but tiny samples from other cohorts than SonoNet's training data: these check the "
         "import and the preprocessing, they are not clinical accuracy.",
         "",
         "## sononet_examples: 13 screen grabs (975x735), one per SonoNet class",

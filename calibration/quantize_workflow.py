@@ -63,6 +63,9 @@ class QuantizeJob:
     put_back: bool = True  # after the search, try each float layer in INT8 again (largest weights first)
     put_back_kl_slack: float | None = 1.1  # a put-back may raise the mean KL at most this factor over the bisection set
     size_target: float | None = 1.0 / 3.0  # put-back stops once INT8 <= this fraction of FP32 (None: try every layer)
+    #: how layers to keep in float are ranked: "speed" (KL regained per microsecond the layer costs in float, from
+    #: ONNX Runtime's profile of the FP32 and the fully INT8 file) or "sensitivity" (KL alone)
+    layer_choice: str = "speed"
     val_max_images: int | None = None  # cap the validation images (quick runs)
     threads: int = 0  # 0: the cores this process may use
     speed_seconds: float = 1.0
@@ -96,7 +99,9 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         METHODS,
         AUTO,
     )
-    from calibration.sensitivity import judge, layer_sensitivity, search_exclusions
+    from calibration.sensitivity import (
+        LAYER_CHOICES, float_costs, judge, layer_sensitivity, search_exclusions, speed_aware_ranking,
+    )
     from calibration.speed import default_threads, measure_hz
     from fetaldata import open_dataset
     from edge.errors import FetalPlanesError
@@ -107,6 +112,8 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
     if not 0.0 < job.search_headroom <= 1.0:
         raise FetalPlanesError(f"--search-headroom {job.search_headroom} is not in (0, 1]",
                                hint="use e.g. 0.5 (aim for half the allowed changed predictions) or 1 (none)")
+    if job.layer_choice not in LAYER_CHOICES:
+        raise FetalPlanesError(f"--layer-choice {job.layer_choice!r} is unknown", hint=f"use one of: {', '.join(LAYER_CHOICES)}")
     search_agreement = 1.0 - job.search_headroom * (1.0 - job.min_agreement)
     if job.out.resolve() == job.onnx.resolve():
         raise FetalPlanesError(f"--out {job.out} is the input model", hint="give the INT8 file its own name")
@@ -125,10 +132,10 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         log(f"calibration set: up to {job.calib_size} training-patient images ({config.method})")
         split = split_config_for(info, job.seed)
         calib_samples = select_calibration_samples(db, info.task, job.calib_size, job.seed, split=split)
-        coverage = class_coverage(calib_samples, list(info.labels))
+        coverage = class_coverage(calib_samples, list(info.task_labels))
         log(f"calibration set: {len(calib_samples)} images; per class: "
             + ", ".join(f"{lbl} {n}" for lbl, n in coverage.items()))
-        missing_classes = check_class_coverage(calib_samples, list(info.labels), str(job.data), job.allow_missing_classes)
+        missing_classes = check_class_coverage(calib_samples, list(info.task_labels), str(job.data), job.allow_missing_classes)
         if missing_classes:
             log(f"WARNING: no calibration image of {', '.join(missing_classes)} (--allow-missing-classes): "
                 "INT8 ranges never saw these planes; check the INT8 file on images of them with `compare`")
@@ -143,7 +150,8 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
             "calibration (agreement only)")
         ref_all = predict_file(job.onnx, x_check, threads)
         ref = ref_all[: len(val.x)]
-        m_fp32 = _metrics(ref, val.targets, info.labels)
+        task = info.map_probabilities if info.label_map else None  # a label-mapped model scores on the task's labels
+        m_fp32 = _metrics(info.map_probabilities(ref), val.targets, info.task_labels)
 
         methods = list(METHODS) if config.method == AUTO else [config.method]
         method_trials: list[dict[str, Any]] = []
@@ -156,7 +164,8 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
             secs = time.perf_counter() - t0
             mpath = work / f"all-int8-{method}.onnx"
             quantize_with_ranges(prepared, mpath, mcache, mconfig, info=info)
-            h = judge(ref_all, predict_file(mpath, x_check, threads), val.targets, job.max_drop, job.min_agreement)
+            h = judge(ref_all, predict_file(mpath, x_check, threads), val.targets, job.max_drop, job.min_agreement,
+                      task=task)
             method_trials.append({"method": method, "calibration_seconds": secs, **h.to_dict()})
             log(f"INT8, all layers, {method}: top-1 drop {h.drop_points:.2f} points, agreement {h.agreement:.4f} "
                 f"({h.flips} flips of {h.agreement_images}), KL {h.kl:.4f} (calibration {secs:.0f} s)")
@@ -183,14 +192,28 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
                 f"{holds_all.expected_agreement:.4f}): ranking {len(nodes)} layers by KL on {n_sens} check images")
             ranking = layer_sensitivity(prepared, cache, config, x_check[idx], ref_all[idx], nodes, threads, log)
             sensitivity = [r.to_dict() for r in ranking]
+            order_bytes = {r.node: r.weight_bytes for r in ranking}
+            search_info["layer_choice"] = job.layer_choice
+            if job.layer_choice == "speed":
+                costs = float_costs(prepared, all_int8, nodes, x_check, threads)
+                by_sens = [r.node for r in ranking]
+                ranking = speed_aware_ranking(ranking, costs)
+                for d in sensitivity:
+                    d["float_cost_us"] = costs.get(d["node"], 0.0)
+                moved = sum(1 for a, b in zip(by_sens, (r.node for r in ranking)) if a != b)
+                search_info["float_costs_us"] = costs
+                search_info["speed_ranking"] = [r.node for r in ranking]
+                log(f"layer choice by speed: each layer's KL per microsecond it costs in float (ONNX Runtime profile "
+                    f"of FP32 vs INT8, batch 1); {moved} of {len(by_sens)} ranks differ from sensitivity alone")
+
             if config.float_layer_weights == "auto" and config.float_weight_storage == "int8":
                 config, search_info["float_weights"] = _choose_float_weights(
                     prepared, cache, config, nodes, x_check, ref_all, val.targets, job.max_drop, job.min_agreement,
-                    search_agreement, threads, work, log)
+                    search_agreement, threads, work, log, task)
             result = search_exclusions(
                 prepared, cache, config, [r.node for r in ranking], x_check, ref_all, val.targets,
                 job.max_drop, job.min_agreement, threads, log,
-                weight_bytes={r.node: r.weight_bytes for r in ranking},
+                weight_bytes=order_bytes,
                 sensitivity={r.node: r.score for r in ranking},
                 prune=job.put_back,
                 kl_slack=job.put_back_kl_slack,
@@ -198,6 +221,7 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
                 target_bytes=None if job.size_target is None or config.target == "tensorrt"
                 else int(Path(job.onnx).stat().st_size * job.size_target),
                 min_expected=search_agreement,
+                task=task,
             )
             search_info.update(ran=True, tried=result.tried, found=result.holds is not None,
                                smallest_k=result.smallest_k, put_back=result.put_back)
@@ -213,15 +237,15 @@ def run_quantize(job: QuantizeJob, log: Callable[[str], None] = print) -> dict[s
         staged = work / "final.onnx"  # written in several steps: moved to --out only when complete
         final = quantize_with_ranges(prepared, staged, cache, config, nodes_to_exclude=excluded, info=info, note=note)
         final_probs = predict_file(final, x_check, threads)
-        final_holds = judge(ref_all, final_probs, val.targets, job.max_drop, job.min_agreement)
+        final_holds = judge(ref_all, final_probs, val.targets, job.max_drop, job.min_agreement, task=task)
         if search_info.get("fallback") and not final_holds.ok:
             excluded = []
             final = quantize_with_ranges(prepared, staged, cache, config, info=info, note=note)
             final_probs = predict_file(final, x_check, threads)
-            final_holds = judge(ref_all, final_probs, val.targets, job.max_drop, job.min_agreement)
+            final_holds = judge(ref_all, final_probs, val.targets, job.max_drop, job.min_agreement, task=task)
         os.replace(staged, job.out)  # atomic: an interrupted quantize leaves no half-written --out
         final = job.out
-        m_int8 = _metrics(final_probs[: len(val.x)], val.targets, info.labels)
+        m_int8 = _metrics(info.map_probabilities(final_probs[: len(val.x)]), val.targets, info.task_labels)
 
         candidates = [
             {"name": "fp32", "path": str(job.onnx), "precision": "fp32", "holds": True, "val": None},
@@ -364,7 +388,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _choose_float_weights(prepared, cache, config, nodes, x_check, ref_all, targets, max_drop, min_agreement,
-                          expected, threads, work: Path, log) -> tuple[QuantizeConfig, dict[str, Any]]:
+                          expected, threads, work: Path, log, task=None) -> tuple[QuantizeConfig, dict[str, Any]]:
     """``--float-layer-weights auto`` on the CPU: how layers kept in float store their weights.
 
     int8 for all of them when rounding the weights to int8 alone (every layer in
@@ -380,7 +404,7 @@ def _choose_float_weights(prepared, cache, config, nodes, x_check, ref_all, targ
 
     path = quantize_with_ranges(prepared, work / "float-int8-weights.onnx", cache,
                                 replace(config, float_layer_weights="int8"), nodes_to_exclude=nodes, metadata=False)
-    h = judge(ref_all, _predict_plain(path, x_check, threads), targets, max_drop, min_agreement, expected)
+    h = judge(ref_all, _predict_plain(path, x_check, threads), targets, max_drop, min_agreement, expected, task)
     info: dict[str, Any] = {"int8_weights_only": h.to_dict()}
     log(f"weights rounded to int8 alone (every layer in float): agreement {h.agreement:.4f}, expected on new "
         f"patients {h.expected_agreement:.4f}, drop {h.drop_points:.2f} points: {'meets' if h.ok else 'misses'} "
@@ -402,7 +426,8 @@ def _choose_float_weights(prepared, cache, config, nodes, x_check, ref_all, targ
         c = replace(config, float_layer_weights="int8", fp16_weight_nodes=order[:m])
         p = quantize_with_ranges(prepared, work / "float-mixed-weights.onnx", cache, c, nodes_to_exclude=nodes,
                                  metadata=False)
-        trials[m] = judge(ref_all, _predict_plain(p, x_check, threads), targets, max_drop, min_agreement, expected)
+        trials[m] = judge(ref_all, _predict_plain(p, x_check, threads), targets, max_drop, min_agreement, expected,
+                          task)
         return trials[m].ok
 
     m = smallest_k(len(order), holds) if order else None

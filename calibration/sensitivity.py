@@ -177,13 +177,16 @@ def expected_agreement(ref_probs: np.ndarray, probs: np.ndarray, n_margins: int 
 
 
 def judge(ref_probs: np.ndarray, probs: np.ndarray, targets: np.ndarray, max_drop: float, min_agreement: float,
-          min_expected: float | None = None) -> Holds:
+          min_expected: float | None = None, task: Callable[[np.ndarray], np.ndarray] | None = None) -> Holds:
     """Top-1 of both on the first ``len(targets)`` rows (the labelled ones), argmax agreement and KL on all rows.
 
     Rows after the labelled ones are label-free check images (agreement only).
     ``min_expected``: also require :func:`expected_agreement` (margins of the
-    labelled rows) at least this high.
+    labelled rows) at least this high. ``task``: a model with a label map scores on the task's labels,
+    as compare and evaluate do: ``ModelInfo.map_probabilities`` (targets are task labels).
     """
+    if task is not None:
+        ref_probs, probs = task(ref_probs), task(probs)
     ev = gate_evidence(ref_probs, probs, targets, "the check images")
     n = ev.labelled
     return Holds(
@@ -339,6 +342,7 @@ def search_exclusions(
     kl_slack: float | None = 1.1,
     target_bytes: int | None = None,
     min_expected: float | None = None,
+    task: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> SearchResult:
     """Layers to keep in float: the smallest k such that ``ranking[:k]`` holds, then :func:`put_back`.
 
@@ -361,7 +365,7 @@ def search_exclusions(
                 path = Path(tmp) / "candidate.onnx"
                 quantize_with_ranges(prepared, path, cache_path, config, nodes_to_exclude=list(excluded), metadata=False)
                 cache[key] = judge(ref_probs, _predict_plain(path, x, threads), targets, max_drop, min_agreement,
-                                   min_expected)
+                                   min_expected, task)
                 sizes[key] = path.stat().st_size
             h = cache[key]
             tried.append({"k": len(excluded), "step": label, "drop_points": h.drop_points, "agreement": h.agreement,
@@ -393,3 +397,105 @@ def search_exclusions(
 
         excluded, backs = put_back(excluded, holds, weight_bytes, sensitivity, enough)
     return SearchResult(excluded, check(excluded, "final"), tried, k, backs)
+
+
+# --------------------------------------------------------------------------- speed-aware choice (issue 17)
+
+#: ``--layer-choice``: how the layers to keep in float are ranked
+LAYER_CHOICES = ("speed", "sensitivity")
+
+
+def _profiled_node(name: str) -> str:
+    """The graph node a profiled kernel belongs to: ONNX Runtime's optimisers rename what they rewrite
+    (``<node>_token_12`` for a fused QLinearConv, ``<output tensor>_nchwc`` for a reordered FP32 Conv): the node
+    name or the name of one of its output tensors (:func:`profile_node_times` maps those to the node)."""
+    import re
+
+    name = re.sub(r"_token_\d+$", "", name)
+    return re.sub(r"_nchwc$", "", name)
+
+
+def profile_node_times(path: str | Path, x: np.ndarray, threads: int = 0, runs: int = 30) -> dict[str, float]:
+    """Microseconds per batch-1 call that each graph node's kernels take, from ONNX Runtime's profiler
+    (the session optimised as deployed; kernels of rewritten nodes credited to the node they came from; the
+    median over ``runs`` calls after 3 warm-up calls)."""
+    import json
+    import os
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="fetalplanes-profile-") as tmp:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.enable_profiling = True
+        opts.profile_file_prefix = os.path.join(tmp, "profile")
+        if threads:
+            opts.intra_op_num_threads = threads
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        warm = 3
+        for i in range(warm + runs):
+            j = i % len(x)
+            sess.run(None, {name: np.ascontiguousarray(x[j: j + 1], dtype=np.float32)})
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    # the first calls allocate and tune: count only the kernels after the warm-up runs ended
+    run_ends = sorted(e["ts"] + e.get("dur", 0) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    start = run_ends[warm - 1] if len(run_ends) >= warm + runs else 0
+    runs = len(run_ends) - warm if start else max(1, len(run_ends))
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    node_of = {o: n.name for n in graph.node for o in n.output}
+    node_of.update({n.name: n.name for n in graph.node if n.name})
+    durations: dict[str, list[float]] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and e.get("ts", 0) >= start:
+            name = _profiled_node(e["name"][: -len("_kernel_time")])
+            durations.setdefault(node_of.get(name, name), []).append(float(e.get("dur", 0.0)))
+    # the median kernel time (a shared, loaded machine pre-empts single calls), times the kernels per call
+    return {node: float(np.median(d)) * len(d) / runs for node, d in durations.items()}
+
+
+def float_costs(fp32: str | Path, int8: str | Path, nodes: Sequence[str], x: np.ndarray, threads: int = 0,
+                runs: int = 30) -> dict[str, float]:
+    """Per node: microseconds it costs to keep it in float (its FP32 kernel time minus its INT8 one; <= 0: INT8
+    is no faster there), both files profiled on the same images. Nodes the profiler does not name get 0
+    (unknown: ranked by their sensitivity alone, as cheap)."""
+    import onnx
+
+    t32 = profile_node_times(fp32, x, threads, runs)
+    t8 = profile_node_times(int8, x, threads, runs)
+    graph = onnx.load(str(fp32)).graph
+    readers: dict[str, list] = {}
+    for node in graph.node:
+        for i in node.input:
+            readers.setdefault(i, []).append(node)
+
+    def fp32_time(name: str) -> float | None:
+        if name in t32:
+            return t32[name]
+        # ONNX Runtime fuses Conv + activation into one kernel named after the activation's output
+        node = next((m for m in graph.node if m.name == name), None)
+        after = readers.get(node.output[0], []) if node is not None and node.output else []
+        return t32.get(after[0].name) if len(after) == 1 else None
+
+    costs = {}
+    for n in nodes:
+        a, b = fp32_time(n), t8.get(n)
+        costs[n] = (a - b) if a is not None and b is not None else 0.0
+    return costs
+
+
+def speed_aware_ranking(sens: Sequence[LayerSensitivity], costs: dict[str, float],
+                        floor_us: float | None = None) -> list[LayerSensitivity]:
+    """Layers ordered by accuracy regained per time lost: KL when quantized alone / microseconds it costs in float.
+
+    Cheap, sensitive layers first. A cost at or below ``floor_us`` (default: 5 % of the median positive cost, at
+    least 0.5 us; the profile's resolution) counts as ``floor_us``: a layer INT8 does not speed up costs nothing
+    to keep in float and comes first among those of its sensitivity. Ties: sensitivity order.
+    """
+    positive = sorted(c for c in costs.values() if c > 0)
+    if floor_us is None:
+        floor_us = max(0.5, 0.05 * positive[len(positive) // 2]) if positive else 1.0
+    order = {r.node: i for i, r in enumerate(sens)}
+    return sorted(sens, key=lambda r: (-(r.score / max(costs.get(r.node, 0.0), floor_us)), order[r.node]))

@@ -3,7 +3,8 @@
 Groups (each ``add_*`` takes a parser or an argument group and returns the argparse action):
 
 - model: ``--model`` (a model file the box can run; evaluate also takes a checkpoint)
-- data: ``--data`` (a FETAL_PLANES_DB folder; its existence is checked when the command opens it)
+- data: ``--data`` (a FETAL_PLANES_DB folder; its existence is checked when the command opens it), ``--roi``
+  (the image area x,y,w,h: run, classify, evaluate)
 - runtime: ``--threads``, ``--providers`` (ONNX Runtime), ``--device`` (PyTorch: auto|cpu|cuda|cuda:N),
   ``--gpu`` (the CUDA device index TensorRT builds on)
 - output: ``--out`` (what a command writes), ``--quiet``, and the logging set-up of the box commands
@@ -82,6 +83,15 @@ def add_data(target: ArgTarget, *, required: bool = True, use: str = "") -> argp
     """``--data``: a FETAL_PLANES_DB or labelled image folder; ``use`` says what the command takes from it."""
     text = DATA_HELP + (f"; {use}" if use else "")
     return target.add_argument("--data", required=required, type=folder_name, metavar="DIR", help=text)
+
+
+ROI_HELP = ("the image area x,y,w,h in pixels of the input (e.g. a screen grab's ultrasound image without the "
+            "scanner's text and menus)")
+
+
+def add_roi(target: ArgTarget, *, default_text: str = "the whole image") -> argparse.Action:
+    """``--roi X,Y,W,H``: the image area (parsed by ``edge.live.sector.Box.parse`` where it is used)."""
+    return target.add_argument("--roi", metavar="X,Y,W,H", help=f"{ROI_HELP}; default: {default_text}")
 
 
 # --------------------------------------------------------------------------- runtime

@@ -189,12 +189,13 @@ class ModelInfo:
         label = self.labels[native_index]
         return self.label_map.get(label, label) if self.label_map else label
 
-    def display_label(self, native_index: int) -> str:
-        """"4CH · Fetal thorax" with a label map, else just the label."""
+    def display_label(self, native_index: int, sep: str = " · ") -> str:
+        """"4CH · Fetal thorax" with a label map, else just the label. ``sep=" - "`` where the text is drawn
+        by OpenCV's putText (its Hershey fonts have no "·")."""
         label = self.labels[native_index]
         if not self.label_map:
             return label
-        return f"{label} · {self.label_map[label]}"
+        return f"{label}{sep}{self.label_map[label]}"
 
     def mapping_matrix(self) -> np.ndarray:
         """(num_classes, len(task_labels)) 0/1 matrix: native output i counts for task label j."""

@@ -6,8 +6,10 @@ COMMAND_MODULES = (
     "export.commands.train",
     "export.commands.evaluate",
     "export.commands.export_onnx",
+    "export.commands.import_weights",
     "export.commands.demo",
     "export.commands.experiment",
+    "export.commands.qat",
 )
 
 

@@ -2,7 +2,8 @@
 
 Steps (each calls the stage's own Python API, nothing is re-implemented here):
 phantom dataset -> phantom scanner video -> train -> evaluate -> export ONNX -> quantize INT8
--> compare INT8 with FP32 -> live loop on the video -> model-only speed -> report.
+-> compare INT8 with FP32 -> live loop on the video -> model-only speed -> real (the vendored SonoNet-16 on
+the real images in ../shared/data and one real clip, FP32 vs INT8: export.demo_real) -> report.
 
 The live step deploys the file the one deployability rule picks (:func:`deploy_choice`:
 :mod:`edge.deployability` on quantize's check images AND on compare's test split), never
@@ -12,8 +13,9 @@ Every finished step leaves ``OUT/.steps/<step>.json`` holding the hash of its in
 (its settings and the hashes of the steps it depends on); a re-run reuses a step whose
 hash still matches and whose files are still there, unless ``force``.
 
-All figures are measured on SYNTHETIC phantom images: they exercise the software and
-prove nothing clinical.
+The phantom figures are measured on SYNTHETIC images: they exercise the software and
+prove nothing clinical. The real step's figures are on real ultrasound, labelled REAL in the report,
+but few images from other cohorts: not clinical accuracy either.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any, Callable
 
 from edge.errors import EXIT_FAILURE, FetalPlanesError
 
-STEPS = ("phantom", "video", "train", "evaluate", "export", "quantize", "compare", "live", "bench", "report")
+STEPS = ("phantom", "video", "train", "evaluate", "export", "quantize", "compare", "live", "bench", "real", "report")
 DEPENDS: dict[str, tuple[str, ...]] = {
     "phantom": (),
     "video": (),
@@ -40,9 +42,11 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "compare": ("quantize", "export", "phantom"),
     "live": ("quantize", "compare", "video"),
     "bench": ("train", "export", "quantize"),
-    "report": ("phantom", "video", "train", "evaluate", "export", "quantize", "compare", "live", "bench"),
+    "real": (),
+    "report": ("phantom", "video", "train", "evaluate", "export", "quantize", "compare", "live", "bench", "real"),
 }
 SYNTHETIC = "SYNTHETIC phantom data - these figures exercise the software and prove nothing clinical"
+
 MARKERS = ".steps"
 
 
@@ -78,13 +82,18 @@ class DemoConfig:
     threads: int = 2
     bench_seconds: float = 1.0
     bench_rounds: int = 3
+    # the real step: the vendored SonoNet-16 on the real images in ../shared/data (skipped when absent)
+    real: bool = True
+    real_data: str = ""  # "" = $FETALPLANES_SHARED_DATA or ../shared/data beside the checkout
+    real_max_per_source: int | None = None  # cap images per source (quick runs)
+    real_clip_frames: int = 0  # 0 = the whole clip
 
     @classmethod
     def quick(cls, **overrides: Any) -> "DemoConfig":
         """The tiny scale the tests use (a few seconds): few patients, 32 px, 1 epoch, a 2 s video."""
         base = dict(patients=14, image_width=64, video_seconds=2.0, video_fps=10, video_width=320, video_height=240,
                     input_size=32, epochs=1, batch_size=16, calib_size=16, quant_search=False, val_max_images=40,
-                    bench_seconds=0.05, bench_rounds=1)
+                    bench_seconds=0.05, bench_rounds=1, real=False)
         base.update(overrides)
         return cls(**base)
 
@@ -100,6 +109,7 @@ class DemoConfig:
             "compare": ("val_max_images",),
             "live": ("threads",),
             "bench": ("threads", "bench_seconds", "bench_rounds"),
+            "real": ("real", "real_data", "real_max_per_source", "real_clip_frames", "threads", "seed"),
             "report": (),
         }[step]
         d = asdict(self)
@@ -379,6 +389,12 @@ class Demo:
             self.log(f"    {row['name']:<24} " + (f"{t['hz']:8.1f} Hz{dep}" if t else f"not timed: {row['note']}"))
         return r, [path]
 
+    def step_real(self):
+        """SonoNet-16 (the vendored default model) on the real images and one real clip, FP32 and INT8."""
+        from export.demo_real import real_step
+
+        return real_step(self)
+
     def step_report(self):
         paths = write_report(self)
         return {k: str(v) for k, v in paths.items()}, list(paths.values())
@@ -507,7 +523,8 @@ def report_sections(demo: Demo) -> list[tuple[str, list[Any]]]:
     secs.append(("About these numbers", [
         f"**{SYNTHETIC}.** The data set is a synthetic phantom of FETAL_PLANES_DB ({ph.get('images')} images, "
         f"{ph.get('patients')} patients); the model is a {demo.c.arch} trained from scratch on the CPU at "
-        f"{demo.c.input_size} px for {demo.c.epochs} epochs. Redo any step with the real data using the commands at the end.",
+        f"{demo.c.input_size} px for {demo.c.epochs} epochs. Redo any step with the real data using the commands at the end. "
+        "The section **REAL ultrasound** is the exception: a published model on real images (labelled REAL there).",
         ("table", ["step", "status", "seconds"],
          [[s, demo.status.get(s, "-"), f"{demo.seconds.get(s, 0.0):.1f}"] for s in STEPS if s in demo.status]),
     ]))
@@ -591,6 +608,11 @@ def report_sections(demo: Demo) -> list[tuple[str, list[Any]]]:
             ("table", ["stage", "p50 ms", "p99 ms"], [[k, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}"] for k, v in s["stages_ms"].items()]),
             ("img", rel(lv["strip"]), "annotated frames"),
         ]))
+    from export.demo_real import real_section
+
+    real = real_section(demo)
+    if real is not None:
+        secs.append(real)
     secs.append(("Redo each step with your own data", [
         "Point `--data` at the real FETAL_PLANES_DB (Zenodo record 3904280).",
         ("table", ["step", "command", "what"], [[s, f"`{cmd}`", what] for s, cmd, what in _commands(demo)]),
@@ -610,7 +632,7 @@ def _md_inline(text: str) -> str:
 def write_report(demo: Demo) -> dict[str, Path]:
     """report.md, report.html (images as files beside them) and report.json (the figures) in the demo folder."""
     secs = report_sections(demo)
-    title = "fetalplanes demo report (SYNTHETIC phantom data, not clinical)"
+    title = "fetalplanes demo report (SYNTHETIC phantom data, plus a REAL-image step; not clinical)"
     md = [f"# {title}", "", f"Made {time.strftime('%Y-%m-%d %H:%M:%S')} by `fetalplanes demo --out {demo.c.out}`.", ""]
     body = [f"<h1>{html.escape(title)}</h1>", f"<p class='warn'>{html.escape(SYNTHETIC)}.</p>"]
     for name, blocks in secs:

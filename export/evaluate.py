@@ -72,6 +72,24 @@ class EvaluationResult:
     def probabilities(self) -> np.ndarray:
         return np.asarray([p.probabilities for p in self.predictions], dtype=np.float64)
 
+    def unmapped_images(self) -> dict[str, Any]:
+        """Images whose true class the model has no output for (a label-mapped model, e.g. SonoNet: no Maternal
+        cervix): per such class the count and what they were read as, and top-1 on the other images alone.
+        They stay in the overall figures (always wrong there); this reports them apart."""
+        if not self.unmapped_labels:
+            return {}
+        missing = {self.labels.index(x) for x in self.unmapped_labels}
+        per: dict[str, Any] = {}
+        for p in self.predictions:
+            if p.target in missing:
+                entry = per.setdefault(self.labels[p.target], {"images": 0, "read_as": {}})
+                entry["images"] += 1
+                read = self.labels[p.predicted]
+                entry["read_as"][read] = entry["read_as"].get(read, 0) + 1
+        rest = [p for p in self.predictions if p.target not in missing]
+        return {"classes": per, "other_images": len(rest),
+                "other_images_correct": sum(p.predicted == p.target for p in rest)}
+
     @property
     def targets(self) -> np.ndarray:
         return np.asarray([p.target for p in self.predictions], dtype=np.int64)
@@ -97,6 +115,7 @@ class EvaluationResult:
             "images_per_second": self.images_per_second,
             "skipped_images": list(self.skipped_images),
             "unmapped_labels": list(self.unmapped_labels),
+            "unmapped_images": self.unmapped_images(),
         }
         if with_predictions:
             out["predictions"] = [dataclasses.asdict(p) for p in self.predictions]
@@ -217,15 +236,21 @@ def predict_samples(
     samples: list[Sample],
     batch_size: int = 32,
     progress: bool = False,
+    roi: Any = None,
 ) -> np.ndarray:
-    """Probabilities (N, C) of an active runner on ``samples``, loaded and preprocessed in batches."""
+    """Probabilities (N, C) of an active runner on ``samples``, loaded and preprocessed in batches.
+
+    ``roi`` (an ``edge.live.sector.Box``): the image area taken from every image (``--roi``)."""
+    from edge.live.classify import crop_roi
+
     if batch_size < 1:
         raise FetalPlanesError(f"--batch-size {batch_size} is not positive", hint="use e.g. --batch-size 32")
     out: list[np.ndarray] = []
     bar = _progress(len(samples), progress, f"evaluate {Path(runner.path).name}")
     try:
         for batch in _batches(samples, batch_size):
-            images = [db.load(s.record, runner.info.gray) for s in batch]  # colour files: the model's gray
+            images = [crop_roi(db.load(s.record, runner.info.gray), roi, str(s.path)) if roi is not None
+                      else db.load(s.record, runner.info.gray) for s in batch]  # colour files: the model's gray
             probs = np.asarray(runner.predict(images), dtype=np.float64)
             if probs.ndim != 2 or probs.shape != (len(batch), runner.info.num_classes):
                 raise FetalPlanesError(
@@ -257,14 +282,20 @@ def evaluate_model(
     providers: Sequence[str] | None = None,
     skip_missing: bool = False,
     progress: bool = False,
+    roi: Any = None,
 ) -> EvaluationResult:
     """Evaluate the model at ``model_path`` (checkpoint, ONNX or engine) on ``split`` of ``data_dir``.
 
     The task is the model's own (``task``, if given, must equal it). ``split_config``
     sets seed/val_fraction/caps of the split (its task is replaced by the model's).
     ``samples`` (explicit list) or ``sample_filter`` (e.g. one operator group) narrow
-    what is evaluated; ``runner`` reuses an already open runner for the same model.
+    what is evaluated; ``runner`` reuses an already open runner for the same model; ``roi`` (an
+    ``edge.live.sector.Box`` or "x,y,w,h") is the image area taken from every image (e.g. screen grabs).
     """
+    if isinstance(roi, str):
+        from edge.live.sector import Box
+
+        roi = Box.parse(roi)
     if split not in SPLITS:
         raise FetalPlanesError(f"unknown split '{split}'", hint=f"use one of: {', '.join(SPLITS)}")
     db = open_dataset(data_dir, skip_missing=skip_missing)
@@ -292,7 +323,7 @@ def evaluate_model(
     t0 = time.perf_counter()
     try:
         runner.activate()
-        probs = predict_samples(runner, db, samples, batch_size=batch_size, progress=progress)
+        probs = predict_samples(runner, db, samples, batch_size=batch_size, progress=progress, roi=roi)
     finally:
         if own_runner:
             runner.deactivate()

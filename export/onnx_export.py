@@ -220,21 +220,59 @@ def export_onnx(
     ``|d| <= atol + rtol*|ref|`` or argmax agreement is below ``min_agreement`` (the file is still written,
     for inspection). OpenCV DNN's outputs are reported, not gated on.
     """
-    import onnxruntime as ort
-    import torch
-
     from edge.files import sha256_file
     from export.models import load_checkpoint
 
     t0 = time.perf_counter()
     if samples < 1:
         raise FetalPlanesError(f"--samples {samples}: must be >= 1", hint="use e.g. 16")
+    if Path(out).suffix.lower() != ".onnx":
+        raise FetalPlanesError(f"--out {out}: the file name must end in .onnx", hint="e.g. --out model.onnx")
     model, info, ckpt = load_checkpoint(checkpoint)
+    return export_model(
+        model, info, out, source=str(checkpoint), source_sha256=sha256_file(checkpoint),
+        source_extra={"checkpoint": Path(checkpoint).name, "epoch": ckpt.get("epoch")}, opset=opset, data=data,
+        samples=samples, exporter=exporter, atol=atol, rtol=rtol, min_agreement=min_agreement, split=split,
+        check_opencv=check_opencv, t0=t0,
+    )
+
+
+def export_model(
+    model: Any,
+    info: ModelInfo,
+    out: str | Path,
+    *,
+    source: str,
+    source_sha256: str,
+    source_extra: dict[str, Any] | None = None,
+    opset: int = 17,
+    data: str | Path | None = None,
+    samples: int = 16,
+    exporter: str = "auto",
+    atol: float = 1e-3,
+    rtol: float = 1e-3,
+    min_agreement: float = 1.0,
+    split: str = "test",
+    check_opencv: bool = True,
+    t0: float | None = None,
+) -> ExportReport:
+    """A PyTorch model in eval mode with its description -> ONNX at ``out``, compared with PyTorch.
+
+    What :func:`export_onnx` does after loading the checkpoint; ``fetalplanes import-weights`` calls it
+    with a model built from published weights (``source``/``source_sha256`` name the file it came from;
+    the sha is stored as the description's ``checkpoint_sha256``).
+    """
+    import onnxruntime as ort
+    import torch
+
+    t0 = time.perf_counter() if t0 is None else t0
+    if samples < 1:
+        raise FetalPlanesError(f"--samples {samples}: must be >= 1", hint="use e.g. 16")
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise FetalPlanesError(f"--out {out}: the file name must end in .onnx", hint="e.g. --out model.onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
-    sha = sha256_file(checkpoint)
+    sha = source_sha256
 
     dummy = torch.zeros(info.input_shape(2), dtype=torch.float32)
     tmp = out.with_name(f".{out.name}.export{os.getpid()}")
@@ -251,19 +289,19 @@ def export_onnx(
     meta.checkpoint_sha256 = sha
     meta.input_name, meta.output_name, meta.outputs = "input", "logits", "logits"
     meta.extra = {**meta.extra, "export": {"exporter": used, "opset": real_opset, "torch": torch.__version__,
-                                           "checkpoint": Path(checkpoint).name, "epoch": ckpt.get("epoch")}}
+                                           **(source_extra or {})}}
     embed_model_info(out, meta)
 
     if data is not None:
         x = dataset_inputs(info, data, samples, split)
-        source = f"preprocessed {split}-split images of {data}"
+        source_text = f"preprocessed {split}-split images of {data}"
     else:
         x = phantom_inputs(info, samples)
-        source = "preprocessed phantom images"
+        source_text = "preprocessed phantom images"
     with torch.inference_mode():
         ref = model(torch.from_numpy(x)).float().numpy()
 
-    report = ExportReport(str(out), str(checkpoint), sha, used, int(real_opset), source, int(x.shape[0]), atol, rtol,
+    report = ExportReport(str(out), str(source), sha, used, int(real_opset), source_text, int(x.shape[0]), atol, rtol,
                           min_agreement)
     try:
         opts = ort.SessionOptions()

@@ -92,6 +92,18 @@ def _pct(x: float) -> str:
     return f"{100.0 * x:.1f}"
 
 
+def _unmapped_lines(result: "EvaluationResult") -> list[str]:
+    """Images of classes the model has no output for, reported apart (they count as errors overall)."""
+    u = result.unmapped_images() if hasattr(result, "unmapped_images") else {}
+    if not u or not u["classes"]:
+        return []
+    parts = [f"{c}: {e['images']} images, read as " + ", ".join(f"{k} {v}" for k, v in sorted(e["read_as"].items()))
+             for c, e in u["classes"].items()]
+    n, k = u["other_images"], u["other_images_correct"]
+    return [f"The model has no class for these images (each counts as an error above): {'; '.join(parts)}. "
+            f"On the other {n} images: top-1 {format_proportion(k, n) if n else 'n/a'} ({k} of {n})."]
+
+
 def metrics_markdown(result: "EvaluationResult", notice: str | None = None) -> str:
     """A markdown report: what data, the study's metrics, then per-class precision/recall/F1."""
     m = result.metrics
@@ -107,6 +119,7 @@ def metrics_markdown(result: "EvaluationResult", notice: str | None = None) -> s
         *([f"The model's own labels are mapped onto the task's; no output maps to "
            f"{', '.join(result.unmapped_labels)} (always predicted with probability 0)."]
           if getattr(result, "unmapped_labels", None) else []),
+        *_unmapped_lines(result),
         "",
     ]
     if m.n < SMALL_SAMPLE:

@@ -19,12 +19,9 @@ torch is imported inside the functions; :func:`new_sononet` creates a model, and
 from __future__ import annotations
 
 import functools
-from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from edge.errors import FetalPlanesError
+from fetaldata.real_samples import EXAMPLE_ROI as _EXAMPLE_ROI
 
 #: architecture name -> base width w
 VARIANTS = {"sononet16": 16, "sononet32": 32, "sononet64": 64}
@@ -46,20 +43,46 @@ SONONET_TO_PLANES = {
 SONONET_TO_BRAIN = {"Brain (Cb.)": "Trans-cerebellum", "Brain (Tv.)": "Trans-ventricular"}
 #: SonoNet's training input: rows x columns
 SONONET_INPUT_HW = (224, 288)
-#: the image area of the example screen grabs (975 x 735 pixels): rows 115:734, columns 81:874
-EXAMPLE_CROP = (slice(115, 734), slice(81, 874))
+#: the image area of the example screen grabs (975 x 735 pixels: rows 115:734, columns 81:874) as
+#: ``--roi x,y,w,h`` (classify, evaluate, run); the one statement is fetaldata.real_samples.EXAMPLE_ROI
+EXAMPLE_ROI = ",".join(str(v) for v in _EXAMPLE_ROI)
 #: per-image standardisation scale: (x - mean) / std * 255
 PER_IMAGE_SCALE = 255.0
-#: ModelInfo fields the contract (edge.modelinfo schema 2) will carry for an imported SonoNet
-#: (for the lead's integration: normalization/gray/interpolation/label_map arrive with the contract).
-#: interpolation "area" (INTER_AREA when shrinking, else bilinear) is closer to the antialiased bilinear
-#: resize of PIL than OpenCV's plain bilinear: hc18_sample 104/120 Fetal brain against 102/120
-#: (benchmarks/results/sononet_real.md); both read 13/13 sononet_examples.
-SONONET_MODEL_INFO = {
-    "labels": SONONET_LABELS, "label_map": SONONET_TO_PLANES, "task": "planes", "input_size": list(SONONET_INPUT_HW),
-    "normalization": "per_image", "scale": PER_IMAGE_SCALE, "gray": "mean", "interpolation": "area",
-    "mean": 0.0, "std": 1.0, "channels": 1,
+#: where the published weights come from (the vendored model's NOTICE and its description repeat it)
+SONONET_SOURCE = {
+    "name": "SonoNet",
+    "authors": "Baumgartner et al., IEEE TMI 2017",
+    "citation": "Baumgartner et al., SonoNet: Real-Time Detection and Localisation of Fetal Standard Scan Planes "
+                "in Freehand Ultrasound, IEEE Transactions on Medical Imaging 36(11), 2017 (arXiv 1612.05601)",
+    "repository": "github.com/baumgach/SonoNet-weights",
+    "commit": "6c4df399",
+    "licence": "Apache-2.0",
+    "cohort": "real freehand fetal ultrasound of 20-week anomaly scans (UK), another cohort than FETAL_PLANES_DB",
 }
+
+
+def sononet_model_info(variant: str = "sononet16", weights_name: str = "", weights_sha256: str = ""):
+    """The model description (``edge.modelinfo.ModelInfo``, schema 2) of the published SonoNet ``variant``.
+
+    Native labels :data:`SONONET_LABELS` with :data:`SONONET_TO_PLANES` onto the planes task; input 224 x 288;
+    gray = mean of the colour channels; resize "area" (INTER_AREA when shrinking: closer to PIL's antialiased
+    bilinear than OpenCV's plain bilinear, hc18_sample 104/120 Fetal brain against 102/120); per-image
+    standardisation x 255 (``mean``/``std`` unused).
+    """
+    from edge.modelinfo import ModelInfo
+
+    from export.checkpoint import code_version
+
+    variant = resolve_variant(variant)
+    info = ModelInfo(
+        task="planes", labels=list(SONONET_LABELS), arch=variant, input_size=list(SONONET_INPUT_HW), mean=0.0,
+        std=1.0, channels=1, normalization="per_image", scale=PER_IMAGE_SCALE, gray="mean", interpolation="area",
+        label_map=dict(SONONET_TO_PLANES), code_version=code_version(),
+        extra={"source": {**SONONET_SOURCE, "name": f"SonoNet-{VARIANTS[variant]}", "weights": weights_name,
+                          "weights_sha256": weights_sha256}},
+    )
+    info.validate(f"SonoNet-{VARIANTS[variant]} description")
+    return info
 
 
 def is_sononet(arch: str) -> bool:
@@ -146,61 +169,3 @@ def new_sononet(arch: str, num_classes: int = len(SONONET_LABELS)):
     With weights: ``export.models.build_model(arch, num_classes, pretrained)``.
     """
     return _module_class()(VARIANTS[resolve_variant(arch)], num_classes)
-
-
-# --------------------------------------------------------------------------- preprocessing
-# TODO(contract): replace by edge.preprocess.prepare(image, info) with the ModelInfo of
-# SONONET_MODEL_INFO (gray "mean", interpolation "linear", normalization "per_image", scale 255) once
-# the contract (edge/modelinfo.py schema 2) is merged. Kept here for the reference check only.
-def sononet_input(image: np.ndarray, hw: tuple[int, int] = SONONET_INPUT_HW, crop: Any = None,
-                  interpolation: str = "area") -> np.ndarray:
-    """SonoNet's own preprocessing of one image -> float32 (1, 1, H, W).
-
-    gray = mean of the colour channels (alpha dropped); optional ``crop`` = (row slice, column slice) of
-    the image area; resize to ``hw`` (rows, columns); per-image standardisation ``(x - mean) / std * 255``.
-    ``interpolation``: ``"area"`` (INTER_AREA when shrinking, else bilinear: close to PIL's antialiased
-    bilinear resize) or ``"linear"`` (OpenCV's plain bilinear, no antialiasing). On hc18_sample "area"
-    reads 104/120 as Fetal brain, "linear" 102/120; both read 13/13 sononet_examples.
-    """
-    import cv2
-
-    img = np.asarray(image)
-    if img.ndim == 3:
-        img = img[:, :, :3].astype(np.float32).mean(axis=2)
-    else:
-        img = img.astype(np.float32)
-    if crop is not None:
-        img = img[crop]
-    h, w = hw
-    if interpolation not in ("area", "linear"):
-        raise FetalPlanesError(f"interpolation {interpolation!r} is not 'area' or 'linear'", hint="a bug", exit_code=1)
-    shrink = img.shape[0] >= h and img.shape[1] >= w
-    mode = cv2.INTER_AREA if interpolation == "area" and shrink else cv2.INTER_LINEAR
-    img = cv2.resize(img, (w, h), interpolation=mode)
-    img = (img - img.mean()) / max(float(img.std()), 1e-6) * PER_IMAGE_SCALE
-    return np.ascontiguousarray(img[None, None], dtype=np.float32)
-
-
-def read_image_any(path: str | Path) -> np.ndarray:
-    """An image file as stored (gray, BGR or BGRA, 8 bit), for :func:`sononet_input`."""
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise FetalPlanesError(f"{path}: not a readable image", hint="check the file")
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    return image
-
-
-def map_probabilities(probs: np.ndarray, labels: list[str], mapping: dict[str, str], targets: list[str]) -> np.ndarray:
-    """(N, native) probabilities -> (N, len(targets)): the sum of the native probabilities mapped to each target.
-
-    TODO(contract): ``ModelInfo.map_probabilities`` does this once the contract lands.
-    """
-    probs = np.asarray(probs, dtype=np.float64)
-    out = np.zeros((probs.shape[0], len(targets)), dtype=np.float64)
-    for i, label in enumerate(labels):
-        out[:, targets.index(mapping[label])] += probs[:, i]
-    return out

@@ -175,3 +175,4 @@ def release_arrays(model) -> list[np.ndarray]:
                    bn.weight.detach().numpy().astype(np.float32), bn.running_mean.detach().numpy().astype(np.float32),
                    (1.0 / np.sqrt(var + BN_EPS)).astype(np.float32)]
     return arrays
+

@@ -65,6 +65,10 @@ def register(subparsers) -> None:
                    help="the put-back stops once the INT8 file is at most this fraction of the FP32 file "
                         "(default 1/3; 0: try every float layer; not used with --target tensorrt, whose files keep "
                         "float weights behind Q/DQ pairs)")
+    p.add_argument("--layer-choice", default="speed", choices=("speed", "sensitivity"),
+                   help="which layers to keep in float when some must be: speed (default: the most KL regained per "
+                        "microsecond the layer costs in float, profiled with ONNX Runtime on this machine; cheap, "
+                        "sensitive layers first) or sensitivity (KL alone)")
     p.add_argument("--allow-missing-classes", action="store_true",
                    help="quantize even when the calibration set (training patients) has no image of some class; "
                         "by default that is refused (exit 2), since INT8 ranges would never see those planes")
@@ -103,6 +107,7 @@ def handle(args: argparse.Namespace) -> int:
         put_back=not args.no_put_back,
         put_back_kl_slack=args.put_back_kl_slack,
         size_target=args.size_target or None,
+        layer_choice=args.layer_choice,
         val_max_images=args.val_max_images,
         allow_missing_classes=args.allow_missing_classes,
         threads=args.threads,

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from edge.cli import add_command
-from edge.cli_args import add_model, add_providers, add_quiet, add_threads, setup_logging
+from edge.cli_args import add_model, add_providers, add_quiet, add_roi, add_threads, setup_logging
 from edge.errors import EXIT_FAILURE
 
 
@@ -28,10 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--config", metavar="FILE", help="box settings (TOML, or YAML with PyYAML); flags override it")
-    add_model(p)
+    add_model(p, help="model file (.onnx, or a TensorRT engine on a TensorRT box); default: the vendored SonoNet-16 "
+                      "(edge/models/sononet16.onnx, published weights, trained on another cohort)")
     p.add_argument("--input", "-i", help="source URI (see above)")
     p.add_argument("--output", "-o", action="append", metavar="URI", help="output URI; repeat for several (replaces the config file's list)")
-    p.add_argument("--roi", metavar="X,Y,W,H", help="the image sector in pixels; default: detect it")
+    add_roi(p, default_text="detect the image sector in every frame")
     p.add_argument("--status", metavar="FILE", help="heartbeat JSON written atomically about once a second")
     g = p.add_argument_group("input")
     g.add_argument("--width", type=int, help="capture width (live sources)")
@@ -120,6 +121,12 @@ def _run(args: argparse.Namespace) -> int:
 
     setup_logging(args.quiet)
     config = load_run_config(args.config, overrides_from_args(args))
+    if not config.model:  # the vendored default model: say which it is
+        from edge.default_model import default_model_path, describe_model
+        from edge.modelinfo import read_onnx_metadata
+
+        config.model = str(default_model_path())
+        print(describe_model(read_onnx_metadata(config.model), config.model), file=sys.stderr)
     if args.summary_json:
         from edge.live.outputs import check_file_writable
 

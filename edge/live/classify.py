@@ -40,6 +40,7 @@ class ClassifyResult:
     exams: int = 0
     errors: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    notes: str = ""  # what the model could not take as it is (InputNotes.summary)
 
 
 def find_images(paths: Sequence[str], recursive: bool = True) -> list[Path]:
@@ -95,8 +96,54 @@ def _read(path: Path) -> tuple[np.ndarray, str]:
     return decode_image(path), exam_from_name(path)
 
 
-def classify_files(files: Sequence[Path], runner: Any, batch: int = 16) -> ClassifyResult:
-    """Classify images with an activated runner -> rows sorted by exam, then file name."""
+class InputNotes:
+    """Says once per kind what the model cannot take as it is (images smaller than its input, so upscaled;
+    channel counts it cannot read), instead of once per image; counts how often each happened."""
+
+    def __init__(self, info: Any, source: str = "model"):
+        self.info, self.source = info, source
+        self.counts: dict[str, int] = {}
+
+    def check(self, image: np.ndarray, where: str) -> None:
+        """Log the first image of each kind of problem (the image itself is still tried)."""
+        h, w = self.info.input_hw
+        if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
+            self._note("channels", f"{where}: {image.shape[2]} channels; the model reads gray, BGR or BGRA images "
+                                   f"(such images are reported as errors)")
+        elif image.shape[0] < h or image.shape[1] < w:
+            self._note("small", f"{where}: {image.shape[1]}x{image.shape[0]} px is smaller than the model's input "
+                                f"({w}x{h}): such images are upscaled, which the model never saw in training")
+
+    def _note(self, kind: str, text: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if self.counts[kind] == 1:
+            log.warning("%s (said once; the summary counts them)", text)
+
+    def summary(self) -> str:
+        names = {"channels": "with a channel count the model cannot read", "small": "smaller than the model's input"}
+        return ", ".join(f"{n} images {names[k]}" for k, n in self.counts.items())
+
+
+def crop_roi(image: np.ndarray, roi: Any, where: str) -> np.ndarray:
+    """``image`` inside ``roi`` (an :class:`edge.live.sector.Box`, x,y,w,h); an error naming ``where`` when the
+    box lies outside the image."""
+    if roi is None:
+        return image
+    if roi.x >= image.shape[1] or roi.y >= image.shape[0]:
+        raise FetalPlanesError(f"{where}: --roi {roi.x},{roi.y},{roi.w},{roi.h} lies outside the "
+                               f"{image.shape[1]}x{image.shape[0]} image", hint="give the image area in this image's pixels")
+    return roi.crop(image)
+
+
+def classify_files(files: Sequence[Path], runner: Any, batch: int = 16, roi: Any = None) -> ClassifyResult:
+    """Classify images with an activated runner -> rows sorted by exam, then file name.
+
+    ``roi`` (an :class:`edge.live.sector.Box`): the image area to classify in every image (e.g. a
+    scanner's screen grab without its text and menus). ``label`` is the most probable task label and
+    ``confidence`` its probability (a model with a label map: the native probabilities summed per plane, as
+    ``evaluate`` scores it); ``native_label`` is the model's own most probable label, ``top1..top3`` its
+    own labels.
+    """
     from edge.preprocess import prepare, to_probabilities
 
     if any(p.suffix.lower() in DICOM_SUFFIXES for p in files):
@@ -108,6 +155,7 @@ def classify_files(files: Sequence[Path], runner: Any, batch: int = 16) -> Class
     rows: list[dict[str, Any]] = []
     pending: list[tuple[dict[str, Any], np.ndarray]] = []
     result = ClassifyResult()
+    notes = InputNotes(info)
 
     def run(items: list[tuple[dict[str, Any], np.ndarray]]) -> None:
         nonlocal batch
@@ -121,10 +169,14 @@ def classify_files(files: Sequence[Path], runner: Any, batch: int = 16) -> Class
             for item in items:
                 run([item])
             return
-        for (row, _), p in zip(items, probs):
+        task_probs = info.map_probabilities(probs)  # over the task's labels (the same array without a label map)
+        task_labels = info.task_labels
+        for (row, _), p, q in zip(items, probs, task_probs):
             order = np.argsort(-p)[:TOP_K]
-            row["label"] = labels[order[0]]
-            row["confidence"] = round(float(p[order[0]]), 4)
+            best = int(np.argmax(q))
+            row["label"] = task_labels[best]  # as evaluate scores it: the most probable task label
+            row["native_label"] = labels[order[0]]
+            row["confidence"] = round(float(q[best]), 4)
             for k, i in enumerate(order, 1):
                 row[f"top{k}"] = labels[i]
                 row[f"top{k}_p"] = round(float(p[i]), 4)
@@ -134,6 +186,8 @@ def classify_files(files: Sequence[Path], runner: Any, batch: int = 16) -> Class
         try:
             image, row["exam"] = _read(path)
             row["height"], row["width"] = image.shape[:2]
+            image = crop_roi(image, roi, str(path))
+            notes.check(image, str(path))
             pending.append((row, prepare(image, info)))
         except FetalPlanesError as exc:
             row["exam"] = exam_from_name(path)
@@ -151,18 +205,19 @@ def classify_files(files: Sequence[Path], runner: Any, batch: int = 16) -> Class
     for r in rows:
         if r["label"]:
             result.counts[r["label"]] = result.counts.get(r["label"], 0) + 1
+    result.notes = notes.summary()
     return result
 
 
 def _columns() -> list[str]:
-    columns = ["exam", "file", "label", "confidence"]
+    columns = ["exam", "file", "label", "native_label", "confidence"]
     for k in range(1, TOP_K + 1):
         columns += [f"top{k}", f"top{k}_p"]
     return columns + ["width", "height", "error"]
 
 
 def write_csv(rows: Iterable[dict[str, Any]], out: str | Path) -> None:
-    """Write rows (columns: exam, file, label, confidence, top1..top3 with _p, width, height, error).
+    """Write rows (columns: exam, file, label, native_label, confidence, top1..top3 with _p, width, height, error).
 
     A file is written beside ``out`` and renamed over it when complete, so a full disk never leaves a
     half CSV; a failure is a FetalPlanesError (exit 1) naming the file.
@@ -196,8 +251,9 @@ def _write_rows(f: Any, rows: Iterable[dict[str, Any]]) -> None:
         w.writerow(row)
 
 
-def classify_paths(paths: Sequence[str], model: str, out: str, batch: int = 16, providers: Sequence[str] = ("cpu",)) -> ClassifyResult:
-    """The whole `fetalplanes classify`: find images, classify, write the CSV."""
+def classify_paths(paths: Sequence[str], model: str, out: str, batch: int = 16, providers: Sequence[str] = ("cpu",),
+                   roi: Any = None, announce: bool = False) -> ClassifyResult:
+    """The whole `fetalplanes classify`: find images, classify (inside ``roi``, a Box, when given), write the CSV."""
     from edge.backends import open_runner
     from edge.backends.loader import model_kind
 
@@ -211,6 +267,10 @@ def classify_paths(paths: Sequence[str], model: str, out: str, batch: int = 16, 
         )
     options = {"providers": list(providers)} if model_kind(model) == "onnx" else {}
     with open_runner(model, **options) as runner:
-        result = classify_files(files, runner, batch=batch)
+        if announce:  # the default model: say which it is
+            from edge.default_model import describe_model
+
+            print(describe_model(runner.info, model), file=sys.stderr)
+        result = classify_files(files, runner, batch=batch, roi=roi)
     write_csv(result.rows, out)
     return result

@@ -478,6 +478,7 @@ class LiveSession:
             "frame": frame.index,
             "n": n,
             "label": decision.label,
+            **({"plane": self.info.task_label(decision.index)} if self.info.label_map else {}),
             "confidence": round(decision.confidence, 4),
             "state": decision.state,
             "probs": {lab: round(float(p), 4) for lab, p in zip(self.labels, decision.probabilities)},
@@ -591,7 +592,8 @@ class LiveSession:
         shown = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         if c.mask_header:
             mask_header(shown, c.mask_header)
-        draw_overlay(shown, decision.label, decision.confidence, decision.state, self.hz, latency_s * 1000.0,
+        label = self.info.display_label(decision.index, sep=" - ")  # "4CH - Fetal thorax" for a mapped model
+        draw_overlay(shown, label, decision.confidence, decision.state, self.hz, latency_s * 1000.0,
                      prep.box.as_list(), decision.top(3) if c.top3 else None)
         if self.checklist is not None and self.exam is not None:
             self.checklist.draw(shown, self.exam)

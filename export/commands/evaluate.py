@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from edge.cli import add_command
-from edge.cli_args import add_data, add_model, add_out, add_providers, add_quiet
+from edge.cli_args import add_data, add_model, add_out, add_providers, add_quiet, add_roi
 from fetaldata.splits import SPLITS
 from edge.labels import TASKS
 
@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         providers=args.providers.split(",") if args.providers else None,
         skip_missing=args.skip_missing,
         progress=not args.quiet,
+        roi=args.roi,
     )
     out = Path(args.out) if args.out else default_out_dir(args.model, args.split)
     paths = write_reports(result, out)
@@ -66,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", choices=sorted(TASKS), default=None,
                    help="must equal the model's task if given (default: the model's own)")
     add_out(p, "report folder (default: <model stem>-eval-<split>/ beside the model)", required=False, metavar="DIR")
+    add_roi(p)
     p.add_argument("--batch-size", type=int, default=32, help="images per inference batch (default: 32)")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val patient split (as in training; default 0)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of training patients in val (default 0.1)")

@@ -13,8 +13,10 @@ torch = pytest.importorskip("torch")
 
 from edge.errors import FetalPlanesError  # noqa: E402
 from export import models  # noqa: E402
+from edge.live.sector import Box  # noqa: E402
+from edge.preprocess import prepare, read_gray  # noqa: E402
 from export.sononet import (  # noqa: E402
-    EXAMPLE_CROP, SONONET_LABELS, SONONET_TO_PLANES, new_sononet, read_image_any, resolve_variant, sononet_input,
+    EXAMPLE_ROI, SONONET_LABELS, SONONET_TO_PLANES, new_sononet, resolve_variant, sononet_model_info,
 )
 from export.sononet_weights import expected_shapes, import_sononet, read_release, release_arrays  # noqa: E402
 from fetaldata.metrics import wilson_interval  # noqa: E402
@@ -206,8 +208,10 @@ def test_published_sononet16_reads_the_13_examples(sononet16_npz, sononet_exampl
     m = import_sononet(sononet16_npz)
     rows = _read_labels(sononet_examples_dir)
     assert len(rows) == 13
-    x = np.concatenate([sononet_input(read_image_any(sononet_examples_dir / r["file"]), crop=EXAMPLE_CROP,
-                                      interpolation=interpolation) for r in rows])
+    info = sononet_model_info()
+    info.interpolation = interpolation
+    box = Box.parse(EXAMPLE_ROI)
+    x = np.concatenate([prepare(box.crop(read_gray(sononet_examples_dir / r["file"], info.gray)), info) for r in rows])
     with torch.no_grad():
         probs = torch.softmax(m(torch.from_numpy(x)), 1).numpy()
     got = [SONONET_LABELS[i] for i in probs.argmax(1)]
@@ -220,10 +224,11 @@ def test_published_sononet16_reads_hc18_heads_as_brain(sononet16_npz, hc18_dir):
     """Target >= 85 % of hc18_sample read as Fetal brain (measured: 104/120 with 'area', 102/120 'linear')."""
     m = import_sononet(sononet16_npz)
     rows = _read_labels(hc18_dir)
+    info = sononet_model_info()
     brain = 0
     with torch.no_grad():
         for i in range(0, len(rows), 20):
-            x = np.concatenate([sononet_input(read_image_any(hc18_dir / r["file"])) for r in rows[i:i + 20]])
+            x = np.concatenate([prepare(read_gray(hc18_dir / r["file"], info.gray), info) for r in rows[i:i + 20]])
             pred = m(torch.from_numpy(x)).argmax(1).numpy()
             brain += sum(SONONET_TO_PLANES[SONONET_LABELS[j]] == "Fetal brain" for j in pred)
     lo, hi = wilson_interval(brain, len(rows))
