@@ -644,9 +644,8 @@ def run_qat(cfg: QatConfig, log: Callable[[str], None] = print) -> dict[str, Any
         merged = work / "ranges-qat.json"
         range_counts = merge_ranges(ranges, fresh, [q.tensor for q in quants], merged)
         note = {"qat": {"epochs": cfg.epochs, "lr": cfg.lr, "loss": history[-1]["loss_kind"] if history else None,
-                        "trained_layers": len(fq.layers),
-            "simulated_activations": len(quants),
-            "not_simulated_activations": not_simulated, "simulated_activations": len(quants), "checkpoint": Path(cfg.checkpoint).name,
+                        "trained_layers": len(fq.layers), "simulated_activations": len(quants),
+                        "not_simulated_activations": not_simulated, "checkpoint": Path(cfg.checkpoint).name,
                         "ranges": range_counts, "data": str(cfg.data)},
                 "calibration_images": len(data.calib), "seed": cfg.seed}
         quantize_with_ranges(prepared2, out, merged, qconfig, info=info, note=note)
