@@ -191,16 +191,22 @@ class FetalPlanesDB:
 
     def find_image_problems(self, records: Iterable[Record] | None = None, decode: bool = True) -> dict[str, list[str]]:
         """Images listed but missing, or present but unreadable: {'missing': [...], 'unreadable': [...]}."""
-        from edge.images import decode_image
+        return find_image_problems(self, records, decode)
 
-        problems: dict[str, list[str]] = {"missing": [], "unreadable": []}
-        for r in records if records is not None else self.records:
-            p = self.image_path(r)
-            if not p.is_file():
-                problems["missing"].append(str(p))
-            elif decode:
-                try:
-                    decode_image(p)
-                except FetalPlanesError:
-                    problems["unreadable"].append(str(p))
-        return problems
+
+def find_image_problems(dataset, records: Iterable[Record] | None = None, decode: bool = True) -> dict[str, list[str]]:
+    """A dataset's images listed but missing, or present but unreadable (the one image decoder, ``edge.images``):
+    {'missing': [...], 'unreadable': [...]}. Any dataset with ``records`` and ``image_path(record)``."""
+    from edge.images import decode_image
+
+    problems: dict[str, list[str]] = {"missing": [], "unreadable": []}
+    for r in records if records is not None else dataset.records:
+        p = dataset.image_path(r)
+        if not p.is_file():
+            problems["missing"].append(str(p))
+        elif decode:
+            try:
+                decode_image(p)
+            except FetalPlanesError:
+                problems["unreadable"].append(str(p))
+    return problems

@@ -186,15 +186,6 @@ class LabelledFolder:
 
     def find_image_problems(self, records: Iterable[Record] | None = None, decode: bool = True) -> dict[str, list[str]]:
         """Images listed but missing, or present but unreadable: {'missing': [...], 'unreadable': [...]}."""
-        import cv2
+        from fetaldata.fetal_planes_db import find_image_problems
 
-        problems: dict[str, list[str]] = {"missing": [], "unreadable": []}
-        for r in records if records is not None else self.records:
-            p = self.image_path(r)
-            if not p.is_file():
-                problems["missing"].append(str(p))
-            elif decode:
-                data = np.fromfile(str(p), dtype=np.uint8)
-                if data.size == 0 or cv2.imdecode(data, cv2.IMREAD_UNCHANGED) is None:
-                    problems["unreadable"].append(str(p))
-        return problems
+        return find_image_problems(self, records, decode)

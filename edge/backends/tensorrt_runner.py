@@ -19,7 +19,6 @@ is developed); its logic is tested against a stand-in (tests/fakes). Run
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 
 from edge.backends.base import Runner, check_input_shape
 from edge.backends.engine_sidecar import load_sidecar, verify_sidecar
+from edge.backends.tensorrt_versions import version_tuple  # noqa: F401  (one parser of TensorRT versions)
 from edge.errors import EXIT_FAILURE, FetalPlanesError
 from edge.modelinfo import ModelInfo
 
@@ -69,19 +69,6 @@ def import_pycuda():
             exit_code=EXIT_FAILURE,
         ) from None
     return cuda
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    """'8.6.1.6' -> (8, 6, 1, 6); non-numeric tails are dropped."""
-    parts = []
-    for piece in str(version).split("."):
-        digits = re.match(r"\d+", piece)
-        if not digits:
-            break
-        parts.append(int(digits.group()))
-        if digits.end() < len(piece):  # '0b6', '1rc1': the numeric part ends here
-            break
-    return tuple(parts) or (0,)
 
 
 def io_api_for(version: str) -> str:

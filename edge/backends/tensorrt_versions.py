@@ -19,13 +19,16 @@ JETPACK_TENSORRT: dict[str, tuple[str, str]] = {
 QDQ_MIN_VERSION = (8, 6)
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
+def version_tuple(version: str) -> tuple[int, ...]:
+    """'8.6.1.6' -> (8, 6, 1, 6); non-numeric tails are dropped."""
     parts = []
     for piece in str(version).split("."):
-        m = re.match(r"\d+", piece)
-        if not m:
+        digits = re.match(r"\d+", piece)
+        if not digits:
             break
-        parts.append(int(m.group()))
+        parts.append(int(digits.group()))
+        if digits.end() < len(piece):  # '0b6', '1rc1': the numeric part ends here
+            break
     return tuple(parts) or (0,)
 
 
@@ -35,7 +38,7 @@ def int8_routes(tensorrt_version: str) -> tuple[str, ...]:
     < 8.6 (JetPack 5.1: 8.5.2): the entropy calibrator only; 8.6 and 10.x: Q/DQ (the quantize
     report's accuracy applies) or the calibrator; 11 and later: Q/DQ only (calibrators removed).
     """
-    v = _version_tuple(tensorrt_version)
+    v = version_tuple(tensorrt_version)
     if v[0] >= 11:
         return ("qdq",)
     if v[:2] >= QDQ_MIN_VERSION:
@@ -45,9 +48,9 @@ def int8_routes(tensorrt_version: str) -> tuple[str, ...]:
 
 def jetpack_of(tensorrt_version: str) -> str:
     """The JetPack that ships this TensorRT (major.minor match), '' when none does."""
-    v = _version_tuple(tensorrt_version)[:2]
+    v = version_tuple(tensorrt_version)[:2]
     for jetpack, (_l4t, trt) in JETPACK_TENSORRT.items():
-        if _version_tuple(trt)[:2] == v:
+        if version_tuple(trt)[:2] == v:
             return jetpack
     return ""
 
