@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -213,8 +214,15 @@ def opencv_fork_safe(workers: int):
         cv2.setNumThreads(before)
 
 
+#: the process that imported this module: the trainer, whose forked DataLoader workers inherit the value
+_TRAINER_PID = os.getpid()
+
+
 def _die_with_parent() -> None:
-    """Linux: this process gets SIGKILL when its parent dies (no orphaned workers, even stuck ones)."""
+    """Linux: this process gets SIGKILL when its parent dies (no orphaned workers, even stuck ones).
+
+    A trainer killed between the fork and the ``prctl`` would leave the worker without that signal: a forked
+    worker whose parent is no longer the trainer exits at once."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -225,7 +233,9 @@ def _die_with_parent() -> None:
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
     except (OSError, AttributeError):  # pragma: no cover - no prctl here
-        pass
+        return
+    if os.getpid() != _TRAINER_PID and os.getppid() != _TRAINER_PID:  # the trainer died before the prctl
+        os._exit(1)
 
 
 def worker_init(_worker_id: int) -> None:

@@ -142,8 +142,10 @@ def test_classify_interrupted_exits_130_without_a_partial_csv(real_db_dir, tiny_
         pytest.skip(f"{src} not found")
     archive = tmp_path / "archive"
     archive.mkdir()
+    one = tmp_path / "one.png"  # a copy of our own: the shared file may sit on another filesystem, read-only
+    one.write_bytes(src.read_bytes())
     for i in range(30000):  # hard links: an archive large enough (about a minute of work) to be caught reading it
-        os.link(src, archive / f"Patient{i:05d}_Plane4_1_of_1.png")
+        os.link(one, archive / f"Patient{i:05d}_Plane4_1_of_1.png")
     out = tmp_path / "results.csv"
     child = Child(["classify", str(archive), "--model", str(tiny_onnx), "--out", str(out)])
     child.wait_until(lambda: _opened_under(child.proc.pid, archive) or any(
