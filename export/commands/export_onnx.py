@@ -12,15 +12,22 @@ from edge.errors import EXIT_FAILURE
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.onnx_export import export_onnx, write_report
+    from export.onnx_export import export_onnx
 
     report = export_onnx(
         args.checkpoint, args.out, opset=args.opset, data=args.data, samples=args.samples, exporter=args.exporter,
         atol=args.atol, rtol=args.rtol, min_agreement=args.min_agreement, split=args.split,
         check_opencv=not args.no_opencv,
     )
+    return report_export(report, args.out)
+
+
+def report_export(report, out: str | Path) -> int:
+    """Print an export's summary, write ``<out>.export.json`` beside it; exit 0 when the parity check passed."""
+    from export.onnx_export import write_report
+
     print(report.summary())
-    json_path = write_report(report, Path(args.out).with_suffix(".export.json"))
+    json_path = write_report(report, Path(out).with_suffix(".export.json"))
     print(f"report: {json_path}")
     return 0 if report.passed else EXIT_FAILURE
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from edge.cli import add_command
 from edge.cli_args import add_data, add_out
-from edge.errors import EXIT_FAILURE
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,12 +17,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"imported {args.weights} -> {args.out} (a fetalplanes checkpoint; `fetalplanes export --checkpoint "
               f"{args.out} --out MODEL.onnx` makes the ONNX file)")
         return 0
-    print(report.summary())
-    from export.onnx_export import write_report
+    from export.commands.export_onnx import report_export
 
-    json_path = write_report(report, Path(args.out).with_suffix(".export.json"))
-    print(f"report: {json_path}")
-    return 0 if report.passed else EXIT_FAILURE
+    return report_export(report, args.out)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
