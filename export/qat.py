@@ -589,6 +589,9 @@ def run_qat(cfg: QatConfig, log: Callable[[str], None] = print) -> dict[str, Any
     out = Path(cfg.out)
     if out.resolve() == Path(cfg.checkpoint).resolve():
         raise FetalPlanesError(f"--out {out} is the checkpoint", hint="give the QAT file its own name")
+    from edge.live.outputs import check_file_writable
+
+    check_file_writable(out, f"--out {out}")  # before any training: a folder that takes no file is exit 2
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

@@ -33,6 +33,9 @@ def import_weights(variant: str, weights: str | Path, out: str | Path, *, data: 
     if suffix not in (".onnx", ".pt"):
         raise FetalPlanesError(f"--out {out}: give a file ending in .onnx (a model for the box) or .pt (a checkpoint)",
                                hint="e.g. --out sononet16.onnx")
+    from edge.live.outputs import check_file_writable
+
+    check_file_writable(out, f"--out {out}")  # before the import: a folder that takes no file is exit 2
     model = import_sononet(weights, variant)
     sha = sha256_file(weights)
     info = sononet_model_info(variant, Path(weights).name, sha)

@@ -56,8 +56,11 @@ def _phantom_video(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from edge.live.outputs import check_file_writable
     from fetaldata.classify_scoring import score_classify_csv
 
+    if args.json:
+        check_file_writable(args.json, f"--json {args.json}")
     report = score_classify_csv(args.csv, args.data)
     text = json.dumps(report, indent=1)
     if args.json:

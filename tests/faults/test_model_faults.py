@@ -148,3 +148,27 @@ def test_tensorrt_runner_refuses_it_too(monkeypatch, tmp_path, mismatched, versi
         runner.activate()
     assert "(N, 1, 64, 64)" in err.value.message and "(N, 1, 32, 32)" in err.value.message
     assert not runner.is_active and cuda._memory == {}  # released again
+
+
+def test_new_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, capsys):
+    """`qat --out`, `import-weights --out` and `data score --json` in a folder that takes no file: exit 2 naming it."""
+    from edge.cli import main
+
+    bad = "/proc/fetalplanes-no/x"
+    csv = tmp_path / "results.csv"
+    csv.write_text("exam,file,label\n", encoding="utf-8")
+    labelled = tmp_path / "folder"
+    labelled.mkdir()
+    (labelled / "labels.csv").write_text("file,plane\n", encoding="utf-8")
+    assert main(["data", "score", str(csv), "--data", str(labelled), "--json", bad + ".json"]) == 2
+    err = capsys.readouterr().err
+    assert "--json" in err and "Traceback" not in err
+    pytest.importorskip("torch")
+    ckpt = tmp_path / "junk.pt"
+    ckpt.write_bytes(b"not a checkpoint")  # the output is checked before the checkpoint is even read
+    code = main(["qat", "--checkpoint", str(ckpt), "--data", str(labelled), "--out", bad + ".onnx", "--distill"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--out {bad}.onnx" in err and "Traceback" not in err, err
+    code = main(["import-weights", "sononet16", "--weights", str(ckpt), "--out", bad + ".onnx"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--out {bad}.onnx" in err and "Traceback" not in err, err
