@@ -74,7 +74,8 @@ class QatConfig:
     max_train_images: int | None = None  # quick runs: at most this many training images per epoch
     augment: bool = True  # the study's augmentation on labelled FETAL_PLANES_DB images
     seed: int = 0
-    threads: int = 0  # PyTorch and ONNX Runtime threads (0: their defaults); QAT runs on the CPU
+    threads: int = 0  # PyTorch and ONNX Runtime threads (0: their defaults)
+    device: str = "cpu"  # where PyTorch fine-tunes: cpu, cuda, cuda:N or auto (calibration and checks: ONNX Runtime, CPU)
     max_drop: float = MAX_DROP_POINTS
     min_agreement: float = MIN_AGREEMENT
 
@@ -508,7 +509,21 @@ def _torch_predict(model, x: np.ndarray, batch: int = 64) -> np.ndarray:
 
 
 def fine_tune(model, teacher, dataset, cfg: QatConfig, labelled: bool, log: Callable[[str], None]) -> list[dict]:
-    """``cfg.epochs`` epochs of Adam at ``cfg.lr``; BatchNorm statistics and dropout frozen (eval mode)."""
+    """``cfg.epochs`` epochs of Adam at ``cfg.lr`` on ``cfg.device``; BatchNorm statistics and dropout frozen
+    (eval mode). The model is back on the CPU afterwards."""
+    from export.torch_device import pick_device
+
+    dev = pick_device(cfg.device)
+    model.to(dev)
+    teacher.to(dev)
+    try:
+        return _fine_tune_on(model, teacher, dataset, cfg, labelled, log, dev)
+    finally:  # the rest of the flow (export, checks) runs on the CPU
+        model.to("cpu")
+        teacher.to("cpu")
+
+
+def _fine_tune_on(model, teacher, dataset, cfg: QatConfig, labelled: bool, log: Callable[[str], None], dev) -> list[dict]:
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, RandomSampler
@@ -527,6 +542,7 @@ def fine_tune(model, teacher, dataset, cfg: QatConfig, labelled: bool, log: Call
         model.eval()  # frozen BatchNorm statistics (the fold the Q/DQ file applies) and no dropout
         total, count, t0 = 0.0, 0, time.perf_counter()
         for x, y in loader:
+            x, y = x.to(dev), y.to(dev)
             logits = model(x)
             if distill:
                 with torch.no_grad():
@@ -584,8 +600,11 @@ def run_qat(cfg: QatConfig, log: Callable[[str], None] = print) -> dict[str, Any
     from export.models import load_checkpoint
     from export.onnx_export import export_onnx
 
+    from export.torch_device import pick_device
+
     t_start = time.perf_counter()
     cfg.validate()
+    pick_device(cfg.device)  # a CUDA device that is not there is exit 2 before any work
     out = Path(cfg.out)
     if out.resolve() == Path(cfg.checkpoint).resolve():
         raise FetalPlanesError(f"--out {out} is the checkpoint", hint="give the QAT file its own name")

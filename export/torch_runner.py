@@ -38,16 +38,11 @@ class TorchRunner(Runner):
     def activate_impl(self) -> None:
         import torch
 
-        from edge.errors import FetalPlanesError
+        from export.torch_device import pick_device
 
-        name = self.device_name
-        if name == "auto":
-            name = "cuda" if torch.cuda.is_available() else "cpu"
-        if name.startswith("cuda") and not torch.cuda.is_available():
-            raise FetalPlanesError(f"{self.path}: --device {name}: no CUDA device here", hint="use the CPU")
+        self.device = pick_device(self.device_name, what=f"{self.path}: --device")
         if self.threads:
             torch.set_num_threads(self.threads)
-        self.device = torch.device(name)
         self.model.to(self.device).eval()
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:

@@ -135,23 +135,9 @@ def _setup_distributed(device_arg: str) -> tuple[Dist, Any]:
 
 
 def _pick_device(device_arg: str, d: Dist):
-    import torch
+    from export.torch_device import pick_device
 
-    arg = (device_arg or "auto").lower()
-    if arg == "auto":
-        arg = "cuda" if torch.cuda.is_available() else "cpu"
-    if arg.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise FetalPlanesError(
-                f"--device {device_arg}: no CUDA device is available to PyTorch here",
-                hint="use --device cpu (or auto)",
-            )
-        if arg == "cuda":
-            return torch.device("cuda", d.local_rank if d.enabled else torch.cuda.current_device())
-        return torch.device(arg)
-    if arg != "cpu":
-        raise FetalPlanesError(f"--device: unknown device '{device_arg}'", hint="use auto, cpu, cuda or cuda:N")
-    return torch.device("cpu")
+    return pick_device(device_arg, cuda_index=d.local_rank if d.enabled else None)
 
 
 def _all_reduce_sum(values: list[float], d: Dist, device) -> list[float]:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from edge.cli import add_command
-from edge.cli_args import add_data, add_out, add_threads, positive_int
+from edge.cli_args import add_data, add_out, add_threads, add_torch_device, positive_int
 from edge.deployability import MAX_DROP_POINTS, MIN_AGREEMENT
 from edge.errors import EXIT_FAILURE, EXIT_OK
 
@@ -59,6 +59,7 @@ def register(subparsers) -> None:
                    help=f"required argmax agreement with FP32 ({MIN_AGREEMENT})")
     p.add_argument("--seed", type=int, default=0, help="seed (sampling, order of the training images)")
     add_threads(p, help="PyTorch and ONNX Runtime threads (0: their defaults)")
+    add_torch_device(p, default="cpu")
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -70,6 +71,7 @@ def handle(args: argparse.Namespace) -> int:
         method=args.method, calib_size=args.calib_size, check_images=args.check_images,
         val_max_images=args.val_max_images, max_train_images=args.max_train_images, augment=not args.no_augment,
         max_drop=args.max_drop, min_agreement=args.min_agreement, seed=args.seed, threads=args.threads,
+        device=args.device,
     )
     report = run_qat(cfg)
     json_path, md_path = report_paths(args.out)
