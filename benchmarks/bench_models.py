@@ -83,8 +83,12 @@ def phantom_data(work: Path, recipe: Recipe, log: Callable[[str], None] = print)
     return data
 
 
-def train_model(arch: str, work: Path = WORK, recipe: Recipe | None = None, log: Callable[[str], None] = print) -> Path:
-    """Train ``arch`` on the phantom at ``recipe.size`` px from scratch (cached); returns the checkpoint."""
+def train_model(arch: str, work: Path = WORK, recipe: Recipe | None = None, log: Callable[[str], None] = print,
+                device: str = "cpu", workers: int = 0) -> Path:
+    """Train ``arch`` on the phantom at ``recipe.size`` px from scratch (cached); returns the checkpoint.
+
+    ``device="cuda"`` trains on a GPU (benchmarks/gpu/gpu_session.py); the checkpoint lands where a CPU run
+    would put it, so copying it into this machine's cache makes the benchmark use it."""
     import shutil
 
     from export.train import TrainConfig, train
@@ -100,7 +104,7 @@ def train_model(arch: str, work: Path = WORK, recipe: Recipe | None = None, log:
     shutil.rmtree(d / "train", ignore_errors=True)
     train(TrainConfig(data=str(data), out=str(d / "train"), arch=arch, pretrained="none", image_size=recipe.size,
                       epochs=epochs, patience=epochs, batch_size=recipe.batch_size, lr=recipe.lr,
-                      workers=0, progress=False, device="cpu", bn_batches=10))
+                      workers=workers, progress=False, device=device, bn_batches=10))
     return ckpt
 
 
