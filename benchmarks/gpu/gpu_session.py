@@ -50,9 +50,30 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+SITE: Path | None = None  # a folder that makes the project's commands known where it is not installed
+
+
+def register_commands(out: Path) -> None:
+    """The commands of fetaldata/calibration/export are entry points of the installed package; on a machine where
+    the project is only a checkout (a lent GPU box), write that metadata to ``out/.site`` for the subprocesses."""
+    global SITE
+    import re
+
+    text = (ROOT / "pyproject.toml").read_text()
+    block = re.search(r'\[project.entry-points."fetalplanes.commands"\]\n(.*?)\n\n', text, re.S)
+    if block is None:
+        return
+    info = out / ".site" / "fetalplanes_checkout-0.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fetalplanes-checkout\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[fetalplanes.commands]\n" + block.group(1).replace('"', "") + "\n")
+    SITE = out / ".site"
+
+
 def sh(cmd: list[str], out_log: Path, timeout: float) -> int:
     """Run ``cmd`` (output to ``out_log``); return its exit code (124 on timeout)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    path = os.pathsep.join([str(ROOT)] + ([str(SITE)] if SITE else []))
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
     with open(out_log, "a") as fh:
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
@@ -213,6 +234,7 @@ def main(argv=None) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     parts = [x for x in args.parts.split(",") if x]
+    register_commands(out)
     session: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "parts": {}}
     try:
         import torch
