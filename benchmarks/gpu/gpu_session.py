@@ -157,14 +157,14 @@ def part_retrieval(out: Path, quick: bool) -> dict:
         cmd += ["--seeds", "1", "--seconds", "8"]
     for m in models:
         cmd += ["--model", m]
-    res["exam_retrieval_rc"] = sh(cmd, lg, 420)
+    res["exam_retrieval_rc"] = sh(cmd, lg, 300)
     return res
 
 
 def _qat_one(job: dict) -> dict:
     lg = Path(job["out"]).with_suffix(".log")
     rc = sh(CLI + ["qat", "--checkpoint", job["ckpt"], "--data", job["data"], "--out", job["out"], "--device", DEVICE,
-                   "--threads", "3", "--check-images", "400", *job["args"]], lg, 400)
+                   "--threads", "3", "--check-images", "400", *job["args"]], lg, 240)
     rep = Path(job["out"]).with_name(Path(job["out"]).name.replace(".qat.onnx", ".qat.json"))
     r = {"name": job["name"], "rc": rc, "args": job["args"]}
     if rep.is_file():
