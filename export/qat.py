@@ -159,11 +159,15 @@ def _db_data(cfg: QatConfig, info: ModelInfo) -> QatData:
 
     db = FetalPlanesDB.open(cfg.data)
     split = split_config_for(info, cfg.seed)
-    calib_samples = select_calibration_samples(db, info.task, cfg.calib_size, cfg.seed, split=split)
-    held = agreement_samples(db, info, calib_samples, cfg.check_images, cfg.seed, split)
+    train_all = task_samples(db, "train", replace(split, max_per_split=None))
+    # the held-out check images come out of what calibration leaves: on a small data set calibration gives way
+    # (at most a quarter of the training images are held out), else the check would be the validation patients alone
+    n_check = min(cfg.check_images, len(train_all) // 4)
+    calib_n = max(1, min(cfg.calib_size, len(train_all) - n_check))
+    calib_samples = select_calibration_samples(db, info.task, calib_n, cfg.seed, split=split)
+    held = agreement_samples(db, info, calib_samples, n_check, cfg.seed, split)
     held_names = {s.record.image_name for s in held}
-    train_s = [s for s in task_samples(db, "train", replace(split, max_per_split=None))
-               if s.record.image_name not in held_names]
+    train_s = [s for s in train_all if s.record.image_name not in held_names]
     if not train_s:
         raise FetalPlanesError(f"--data {cfg.data}: no training images left for QAT after holding out "
                                f"{len(held)} for the check", hint="lower --check-images")

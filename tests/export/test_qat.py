@@ -54,6 +54,28 @@ def test_qat_writes_a_qdq_file_ort_runs_with_the_model_description(trained_run, 
     assert saved["fake_quant_vs_ptq_file"]["images"] == saved["qat"]["agreement_images"]
 
 
+def test_a_small_data_set_still_holds_out_training_images_for_the_check(trained_run, phantom_db):
+    """Calibration asking for more images than there are must not eat the held-out check (measured on a GPU run:
+    500 calibration images of 419 left the check with the 17 validation images alone)."""
+    from edge.backends import read_model_info
+    from export.onnx_export import export_onnx
+    from export.qat import QatConfig, load_data
+    from fetaldata import FetalPlanesDB, task_samples
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        onnx = export_onnx(trained_run, Path(d) / "m.onnx", check_opencv=False, samples=1).onnx_path
+        info = read_model_info(onnx)
+    n_train = len(task_samples(FetalPlanesDB.open(phantom_db), "train"))
+    cfg = QatConfig(checkpoint=trained_run, data=phantom_db, out=Path("unused.onnx"), calib_size=10 * n_train,
+                    check_images=10 * n_train)
+    data = load_data(cfg, info)
+    assert data.counts["check_unlabelled"] == n_train // 4 > 0
+    assert data.counts["calibration"] == n_train - n_train // 4
+    assert data.counts["train"] == n_train - n_train // 4
+
+
 def test_qat_for_tensorrt_from_unlabelled_images_passes_the_parser_check(trained_run, phantom_db, tmp_path):
     from calibration.trt_qdq_check import tensorrt_qdq_problems
     from edge.backends import read_model_info
@@ -82,8 +104,9 @@ def test_qat_command_errors_are_clear(trained_run, tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured on the demo's phantom model: QAT (1-2 epochs, lr 1e-5) did not beat PTQ's agreement "
-                   "(benchmarks/results/qat_phantom.md); kept as the goal to reach", strict=False)
+@pytest.mark.xfail(reason="measured on phantom models (benchmarks/results/qat_phantom.md, incl. a GPU sweep): QAT "
+                   "with the labels' cross-entropy did not beat PTQ, with --distill only on one of two models; kept as "
+                   "the goal to reach", strict=False)
 def test_qat_improves_agreement_over_ptq_on_a_phantom_trained_mobilenet_v3_small(tmp_path):
     """Trains MobileNetV3-small on a phantom (64 px), then QAT for 2 epochs: the QAT file is closer to FP32 than
     the post-training file with the same ranges (mean KL), and does not lose agreement. Synthetic data."""
