@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -35,17 +36,28 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import RESULTS, machine_stamp  # noqa: E402
 
 ACTIVATIONS = ("uint8", "int8")
+#: issue 17's target: SonoNet-16 INT8 >= 2x ONNX Runtime FP32 (batch 1) with >= 99 % plane agreement on held-out real images
+TARGET_X_FP32 = 2.0
+MIN_AGREEMENT = 0.99
+TARGET = (f"sononet16_int8: INT8 >= {TARGET_X_FP32:g}x ONNX Runtime FP32 (batch 1) with >= {MIN_AGREEMENT:.0%} plane "
+          "agreement on held-out real images")
 
 
-def quantize(model: Path, data: Path, out: Path, activations: str, threads: int) -> tuple[int, dict, float]:
-    """`fetalplanes quantize` in this process: (exit code, its report, seconds)."""
+def quantize(model: Path, data: Path, out: Path, activations: str, threads: int, search: bool = True,
+             extra: Sequence[str] = ()) -> tuple[int, dict, float]:
+    """`fetalplanes quantize --method minmax` in this process: (exit code, its report, seconds).
+
+    ``search`` False: every layer INT8 (``--no-search``; quantize then times FP32 and INT8 only briefly, the
+    speed that counts is :func:`time_side_by_side`'s). ``extra``: more quantize options (e.g. ``--per-tensor``).
+    """
     from edge.cli import main as cli
 
     t0 = time.perf_counter()
+    speed = ["--speed-seconds", "1", "--speed-rounds", "3"] if search else ["--speed-seconds", "0.05", "--speed-rounds", "1"]
     with contextlib.redirect_stdout(io.StringIO()) as log, contextlib.redirect_stderr(io.StringIO()):
         code = cli(["quantize", "--onnx", str(model), "--data", str(data), "--out", str(out), "--activations",
-                    activations, "--method", "minmax", "--threads", str(threads), "--speed-seconds", "1",
-                    "--speed-rounds", "3"])
+                    activations, "--method", "minmax", "--threads", str(threads), *speed,
+                    *([] if search else ["--no-search"]), *extra])
     report_path = out.with_name(out.stem + ".quantize.json")
     report = json.loads(report_path.read_text()) if report_path.is_file() else {"log": log.getvalue()[-2000:]}
     return code, report, time.perf_counter() - t0
@@ -76,6 +88,85 @@ def heldout_check(model: Path, int8: Path, data: Path, threads: int) -> dict:
         "correct_fp32": c32, "correct_int8": c8, "same_native": same_native, "same_planes": same_plane,
         "changed": changed, "max_abs_prob_diff": float(np.abs(p32 - p8).max()),
     }
+
+
+def time_side_by_side(files: dict[str, Path], x: np.ndarray, threads: int, seconds: float = 2.0,
+                      rounds: int = 5) -> dict[str, dict[str, Any]]:
+    """ONNX Runtime Hz of each file on ``x`` in this process, timed in turns (:func:`calibration.speed.time_interleaved`:
+    ``rounds`` interleaved rounds of ``seconds``; ``hz`` is the median round, ``hz_best`` the best)."""
+    from calibration.speed import Runtime, time_interleaved
+    from edge.backends import open_runner
+
+    runners = {}
+    try:
+        for name, path in files.items():
+            runners[name] = open_runner(path, threads=threads).activate()
+        timings = time_interleaved([Runtime(n, "ort", r.infer) for n, r in runners.items()], x, seconds, rounds)
+    finally:
+        for r in runners.values():
+            r.deactivate()
+    return {n: {**timings[n].to_dict(), "file": Path(files[n]).name} for n in files}
+
+
+def measure_target(shared: str | Path, work: str | Path, model: str | Path | None = None, threads: int = 2,
+                   seconds: float = 2.0, rounds: int = 5, activations: str = "uint8",
+                   log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Issue 17's SonoNet-16 INT8 target, measured in this process: the real folder of ``shared``/data, every layer
+    INT8 (``quantize --method minmax --no-search``, calibrated on the folder's ``train`` half), agreement on its held-out
+    ``val`` half (:func:`heldout_check`), FP32 and INT8 timed side by side (:func:`time_side_by_side`) on one
+    held-out real image at batch 1. The INT8 file stays in ``work`` (``sononet16.int8.onnx``) for the live rows."""
+    from calibration.evaluation import load_split
+    from edge.default_model import DEFAULT_MODEL
+    from edge.errors import FetalPlanesError
+    from edge.modelinfo import read_onnx_metadata
+    from fetaldata.real_samples import write_real_folder
+
+    model = Path(model or DEFAULT_MODEL)
+    work = Path(work)
+    shutil.rmtree(work, ignore_errors=True)  # never a stale file from an earlier run
+    work.mkdir(parents=True)
+    real = write_real_folder(Path(shared) / "data", work / "real")
+    int8 = work / "sononet16.int8.onnx"
+    log(f"SonoNet-16 INT8 on real images: quantize ({activations} activations, every layer, minmax) on "
+        f"{real.images} real images' train half")
+    code, report, secs = quantize(model, real.root, int8, activations, threads, search=False)
+    if not int8.is_file():
+        raise FetalPlanesError(f"quantize wrote no {int8} (exit {code})", hint=str(report.get("log", ""))[-300:],
+                               exit_code=1)
+    held = heldout_check(model, int8, real.root, threads)
+    x = load_split(real.root, read_onnx_metadata(model), "val").x[:1]  # one held-out real image, batch 1
+    log(f"  held-out agreement (planes) {held['agreement_planes']:.4f} on {held['images']} images; timing FP32 and "
+        f"INT8 side by side ({rounds} rounds of {seconds:g} s, {threads} threads)")
+    speed = time_side_by_side({"fp32": model, "int8": int8}, x, threads, seconds, rounds)
+    held["changed"] = held["changed"][:20]
+    return {"model": model.name, "int8": str(int8), "activations": activations, "threads": threads,
+            "seconds_per_round": seconds, "rounds": rounds, "data": {"sources": real.counts, "images": real.images},
+            "quantize": {"exit_code": code, "seconds": round(secs, 1), "accuracy_holds": report.get("accuracy_holds"),
+                         "calibration_images": report.get("calibration", {}).get("images")},
+            "heldout": held, "speed": speed, "x_fp32": speed["int8"]["hz"] / speed["fp32"]["hz"]}
+
+
+def target_row(m: dict[str, Any]) -> dict[str, Any]:
+    """:func:`measure_target`'s result as issue 17's target row (``benchmarks.common.target_row``): pass = ratio >=
+    ``TARGET_X_FP32`` and plane agreement >= ``MIN_AGREEMENT``; the note names every figure behind the verdict."""
+    from benchmarks.common import target_row as row
+    from fetaldata.metrics import format_proportion
+
+    h, sp, ratio = m["heldout"], m["speed"], m["x_fp32"]
+    fast, agrees = ratio >= TARGET_X_FP32, h["agreement_planes"] >= MIN_AGREEMENT
+    why = [] if fast else [f"INT8 only {ratio:.2f}x FP32 (< {TARGET_X_FP32:g}x)"]
+    why += [] if agrees else [f"plane agreement {100 * h['agreement_planes']:.1f} % (< {MIN_AGREEMENT:.0%})"]
+    verdict = {True: "holds", False: "does NOT hold", None: "?"}[m["quantize"]["accuracy_holds"]]
+    note = ((f"FAIL: {'; '.join(why)}. " if why else "")
+            + f"{m['activations']} activations, every layer INT8 (quantize --method minmax --no-search, calibrated on "
+            f"{m['quantize']['calibration_images']} real images; quantize's verdict: {verdict}); plane agreement "
+            f"{format_proportion(h['same_planes'], h['images'], always_interval=True)} on {h['images']} held-out real "
+            f"images (14 labels: {h['agreement_native_text']}); FP32 {sp['fp32']['hz']:.1f} Hz, INT8 "
+            f"{sp['int8']['hz']:.1f} Hz (batch 1, {m['threads']} threads, medians of {m['rounds']} interleaved rounds "
+            f"of {m['seconds_per_round']:g} s)")
+    return row(TARGET, ratio, TARGET_X_FP32, bool(fast and agrees), "x", note,
+               agreement_planes=round(h["agreement_planes"], 4), heldout_images=h["images"],
+               hz_fp32=sp["fp32"]["hz"], hz_int8=sp["int8"]["hz"], int8_file=Path(m["int8"]).name)
 
 
 def main() -> int:
