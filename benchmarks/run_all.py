@@ -95,8 +95,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     run = {"id": time.strftime("%Y-%m-%dT%H:%M:%S") + ("-quick" if args.quick else ""), "quick": args.quick,
            "command": "benchmarks/run_all.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "load_average_start": common.load_average(),
-           "latency_frames": 300 if args.quick else bench_live.LATENCY_FRAMES}
+           "load_average_start": common.load_average()}
     if args.trained_on:
         run["trained_on"] = args.trained_on
     sono, sono_int8, rc = sononet_row(args.shared, args.work / "sononet16-real-int8", args.threads, args.quick)
@@ -143,7 +142,9 @@ def write_targets_file(out: Path, since: float, run: dict[str, Any], models_why_
                                              "not run in this run"))
     live_json = fresh(out / "live.json", since)
     if live_json is not None:
-        rows += json.loads(live_json.read_text())["targets"]
+        live = json.loads(live_json.read_text())
+        rows += live["targets"]
+        run["latency_frames"] = live.get("latency_frames")  # frames per latency run (1,000; 300 quick)
     else:
         rows.append(common.target_row("live loop (bench_live)", None, None, None, "", "not run: bench_live failed"))
     loads = [x for x in (run.get("load_average_start"), run.get("load_average_end")) if x is not None]

@@ -13,6 +13,11 @@ quantize's (edge/deployability.py, the one gate) on the held-out images.
 
 Writes benchmarks/results/sononet_int8.md and .json; the INT8 files go to --work (default: a temporary folder).
 Targets (issue 13): agreement >= 99 % on held-out real images; INT8 >= 2x FP32 Hz at batch 1.
+
+    .venv/bin/python benchmarks/sononet_int8.py --options   # ORT options of the every-layer INT8 file, side by side
+
+`benchmarks/run_all.py` measures issue 17's SonoNet-16 row with :func:`measure_target` (every layer INT8, no
+layer search; FP32 and INT8 timed in turns in one process, medians) and :func:`target_row`.
 """
 
 from __future__ import annotations

@@ -178,6 +178,7 @@ def test_targets_file_schema_from_one_tiny_run(tiny_onnx, tmp_path):
     path = run_all.write_targets_file(tmp_path, t0, {"id": "test-run", "quick": True, "load_average_start": 0.1}, "not run")
     data = json.loads(path.read_text())
     assert data["run"]["id"] == "test-run" and data["targets"] and data["run"]["loaded"] is False
+    assert data["run"]["latency_frames"] == 0  # what this live.json ran (0: no latency part)
     for row in data["targets"]:
         assert {"target", "measured", "pass", "run"} <= set(row) and row["run"] == "test-run"
         assert row["pass"] in (True, False, None) and (row["measured"] is None or isinstance(row["measured"], float))
