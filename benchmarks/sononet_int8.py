@@ -119,7 +119,8 @@ def measure_target(shared: str | Path, work: str | Path, model: str | Path | Non
     """Issue 17's SonoNet-16 INT8 target, measured in this process: the real folder of ``shared``/data, every layer
     INT8 (``quantize --method minmax --no-search``, calibrated on the folder's ``train`` half), agreement on its held-out
     ``val`` half (:func:`heldout_check`), FP32 and INT8 timed side by side (:func:`time_side_by_side`) on one
-    held-out real image at batch 1. The INT8 file stays in ``work`` (``sononet16.int8.onnx``) for the live rows."""
+    held-out real image at batch 1. ``work`` is emptied first (no stale file from an earlier run); the INT8 file
+    stays there (``sononet16.int8.onnx``) for the live rows."""
     from calibration.evaluation import load_split
     from edge.default_model import DEFAULT_MODEL
     from edge.errors import FetalPlanesError
