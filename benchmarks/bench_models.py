@@ -30,8 +30,10 @@ import common  # noqa: E402
 from calibration import speed  # noqa: E402
 
 DEFAULT_MODELS = ("mobilenet_v3_small", "mobilenet_v2", "resnet18")
-#: issue 6's targets: best deployable runtime / PyTorch eager at batch 1
-TARGET_X_PYTORCH = {"mobilenet_v3_small": 5.0, "mobilenet_v2": 5.0, "resnet18": 2.5}
+#: issue 17's targets (and issue 6's): best deployable runtime / PyTorch eager at batch 1
+TARGET_X_PYTORCH = {"mobilenet_v2": 5.0, "resnet18": 2.5}
+#: measured and reported, but no target of issue 17 (issue 6 had asked >= 5x of MobileNetV3-small)
+INFORMATIONAL_X_PYTORCH = {"mobilenet_v3_small": 5.0}
 WORK = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fetalplanes-bench"
 
 
@@ -109,10 +111,15 @@ def train_model(arch: str, work: Path = WORK, recipe: Recipe | None = None, log:
 
 
 def prepare_model(arch: str, work: Path = WORK, recipe: Recipe | None = None,
-                  log: Callable[[str], None] = print) -> ModelFiles:
+                  log: Callable[[str], None] = print, trained_on: str = "") -> ModelFiles:
     """Train (see :func:`train_model`), export, and quantize with ``fetalplanes quantize``'s own flow
     (:func:`calibration.quantize_workflow.run_quantize`: calibration on training patients, accuracy checked on
-    the validation patients, sensitive layers kept in float) for both activation flavours; cached in ``work``."""
+    the validation patients, sensitive layers kept in float) for both activation flavours; cached in ``work``.
+
+    A checkpoint already at ``<work>/<arch>-<recipe.tag>/train/best.pt`` (e.g. trained with this recipe on a GPU
+    box and copied in) is used as is: only the export and the INT8 files are made here. What the checkpoint says
+    of its training (:func:`checkpoint_facts`) and ``trained_on`` (a note: where it was trained) go into the
+    results' recipe."""
     from calibration.quantize_ort import QuantizeConfig
     from calibration.quantize_workflow import QuantizeJob, report_paths, run_quantize
     from export.onnx_export import export_onnx
@@ -120,11 +127,18 @@ def prepare_model(arch: str, work: Path = WORK, recipe: Recipe | None = None,
     recipe = recipe or Recipe()
     data = phantom_data(work, recipe, log)
     d = work / f"{arch}-{recipe.tag(arch)}"
-    files = ModelFiles(arch, d / "model.onnx", train_model(arch, work, recipe, log),
+    had_checkpoint = (d / "train" / "best.pt").is_file()
+    if had_checkpoint:
+        log(f"  {arch}: using the checkpoint in {d / 'train'} (not retrained)")
+    ckpt = train_model(arch, work, recipe, log)
+    files = ModelFiles(arch, d / "model.onnx", ckpt,
                        {"uint8 act.": d / "model.int8.onnx", "int8 act.": d / "model.int8-s8.onnx"}, data=data,
                        recipe={"trained_at_px": recipe.size, "epochs": recipe.epochs_for(arch),
                                "phantom_patients": recipe.patients, "phantom_width_px": recipe.phantom_width,
-                               "pretrained": "none", "quantize": "run_quantize, percentile, search on"})
+                               "pretrained": "none", "quantize": "run_quantize, percentile, search on",
+                               "checkpoint": checkpoint_facts(ckpt, arch, recipe, data),
+                               "trained_in_this_run": not had_checkpoint,
+                               **({"trained_on": trained_on} if trained_on else {})})
     if not files.fp32.is_file():
         log(f"  exporting {arch} to ONNX")
         export_onnx(files.checkpoint, files.fp32, samples=2, check_opencv=False)
@@ -140,6 +154,32 @@ def prepare_model(arch: str, work: Path = WORK, recipe: Recipe | None = None,
                          lambda m: log(f"    {m}"))
         files.quantize_holds[label] = quantize_verdict(path)
     return files
+
+
+def checkpoint_facts(ckpt: Path, arch: str, recipe: Recipe, data: Path) -> dict[str, Any]:
+    """What a benchmark checkpoint records of its training: the device and code version it was trained with, its
+    best epoch, whether its settings are ``recipe``'s (``recipe_differences``: {setting: [checkpoint, recipe]})
+    and whether it was trained on this phantom (``same_phantom_csv``: the dataset fingerprint, CSV and split)."""
+    from export.checkpoint import read_checkpoint
+    from fetaldata import SplitConfig, open_dataset
+    from fetaldata.splits import fingerprint
+
+    raw, info = read_checkpoint(ckpt)
+    args = info.extra.get("args", {}) if isinstance(info.extra, dict) else {}
+    want = {"arch": arch, "image_size": recipe.size, "epochs": recipe.epochs_for(arch), "batch_size": recipe.batch_size,
+            "lr": recipe.lr, "pretrained": "none", "seed": 0}
+    diffs = {k: [args.get(k), v] for k, v in want.items()
+             if not (args.get(k) == v or (isinstance(v, float) and isinstance(args.get(k), (int, float))
+                                           and abs(args[k] - v) <= 1e-12))}
+    split = SplitConfig(**{k: args[k] for k in ("task", "seed", "val_fraction", "brain_extra", "max_train_patients",
+                                                 "max_per_split") if k in args})
+    try:
+        local = fingerprint(open_dataset(data), split)
+    except Exception:  # noqa: BLE001 - a fact, not a gate
+        local = None
+    return {"device": args.get("device"), "code_version": info.code_version, "best_epoch": raw.get("best_epoch"),
+            "epoch": raw.get("epoch"), "recipe_differences": diffs,
+            "same_phantom_csv": None if local is None or not info.dataset_fingerprint else local == info.dataset_fingerprint}
 
 
 def untrained_fp32(arch: str, work: Path = WORK, size: int = 224) -> Path:
@@ -213,18 +253,75 @@ def run_bench(models: list[ModelFiles], batches=(1, 8), threads: int = 2, second
     return out
 
 
+def target_label(model: str, need: float | None) -> str:
+    """The row's name: a target of issue 17 (``need``), or an informational figure of a model without one."""
+    if model in TARGET_X_PYTORCH:
+        return f"{model}: best deployable >= {need:g}x PyTorch eager (batch 1; faster of its 2- and 1-thread runs)"
+    asked = INFORMATIONAL_X_PYTORCH.get(model)
+    return (f"{model}: best deployable / PyTorch eager (batch 1; faster of its 2- and 1-thread runs) - informational, "
+            "not a target of issue 17" + (f" (issue 6 had asked >= {asked:g}x)" if asked else ""))
+
+
 def check_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Best deployable runtime / PyTorch eager at batch 1, against issue 6's ratio per model."""
+    """Best deployable runtime / PyTorch eager at batch 1, against issue 17's ratio per model (``is_target``);
+    models without a target there get the same figure as an informational row (``limit`` and ``ok`` None)."""
     checks = []
     for m in result["models"]:
         need = TARGET_X_PYTORCH.get(m["model"])
         best = speed.best_deployable(m, 1)
         t = best["batches"]["1"] if best else None
         value = t.get("x_pytorch") if t else None
-        checks.append({"target": f"{m['model']}: best deployable >= {need or '-'}x PyTorch eager (batch 1; faster of its 2- and 1-thread runs)",
-                       "model": m["model"], "best": best["name"] if best else None, "value": value, "limit": need,
+        checks.append({"target": target_label(m["model"], need), "model": m["model"], "is_target": need is not None,
+                       "best": best["name"] if best else None, "value": value, "limit": need,
                        "ok": None if (need is None or value is None) else bool(value >= need)})
     return checks
+
+
+def target_note(model_result: dict[str, Any] | None, check: dict[str, Any]) -> str:
+    """The figures behind a model row: the best deployable file's Hz against PyTorch's, every other runtime's
+    ratio, and why each INT8 file is not deployable (with its held-out agreement)."""
+    if model_result is None:
+        return f"best deployable: {check.get('best') or 'none'}"
+    rts = model_result["runtimes"]
+    base = max((r["batches"]["1"]["hz"] for r in rts if r["kind"] == "pytorch" and r["batches"].get("1")), default=None)
+    best = next((r for r in rts if r["name"] == check.get("best")), None)
+    parts = []
+    if check.get("ok") is False:
+        parts.append(f"FAIL: {check['value']:.2f}x < {check['limit']:g}x")
+    if best is not None and base:
+        parts.append(f"best deployable {best['name']} {best['batches']['1']['hz']:.1f} Hz vs PyTorch eager {base:.1f} Hz")
+    elif best is None:
+        parts.append("no deployable file was timed")
+    others = [f"{r['name']} {r['batches']['1']['x_pytorch']:.2f}x" + ("" if r.get("deployable") else " (not deployable)")
+              for r in rts if r["kind"] != "pytorch" and r is not best and r["batches"].get("1")
+              and r["batches"]["1"].get("x_pytorch") is not None]
+    if others:
+        parts.append("others: " + ", ".join(others))
+    why = [f"{r['name']}: {r.get('deployable_why', '')}" for r in rts if r["kind"] == "ort-int8" and not r.get("deployable")]
+    if why:
+        parts.append("not deployable: " + "; ".join(why))
+    rc = model_result.get("recipe") or {}
+    if rc.get("trained_on"):
+        parts.append(f"trained on {rc['trained_on']}")
+    return "; ".join(parts)
+
+
+def trained_text(rc: dict[str, Any]) -> str:
+    """The "trained" cell of a model: the recipe, where and with what it was trained, and any departure from it."""
+    if not rc:
+        return "given by --onnx"
+    text = f"{rc['epochs']} epochs at {rc['trained_at_px']} px on {rc['phantom_patients']} phantom patients"
+    ck = rc.get("checkpoint") or {}
+    where = [rc["trained_on"]] if rc.get("trained_on") else []
+    where += [f"device {ck['device']}"] if ck.get("device") else []
+    where += [ck["code_version"]] if ck.get("code_version") else []
+    if where:
+        text += " (" + ", ".join(where) + ("; in this run" if rc.get("trained_in_this_run") else "; cached checkpoint") + ")"
+    if ck.get("recipe_differences"):
+        text += "; DIFFERS from the recipe: " + ", ".join(f"{k} {a} (recipe {b})" for k, (a, b) in ck["recipe_differences"].items())
+    if ck.get("same_phantom_csv") is False:
+        text += "; trained on ANOTHER data set than this phantom (fingerprint differs)"
+    return text
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -254,8 +351,7 @@ def markdown(result: dict[str, Any]) -> str:
               "| model | trained | deployable (batch 1 Hz) | not deployable (why) |", "|---|---|---|---|"]
     for m in result["models"]:
         rc = m.get("recipe") or {}
-        trained = (f"{rc['epochs']} epochs at {rc['trained_at_px']} px on {rc['phantom_patients']} phantom patients"
-                   if rc else "given by --onnx")
+        trained = trained_text(rc)
         dep = ", ".join(f"{r['name']} ({r['batches']['1']['hz']:.0f})" for r in m["runtimes"]
                         if r.get("deployable") and r["batches"].get("1"))
         nodep = "; ".join(f"{r['name']}: {r.get('deployable_why', '')}" for r in m["runtimes"]
@@ -264,7 +360,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "## Targets (ratios from this run, deployable variants only)", "",
               "| target | best deployable | measured | result |", "|---|---|---|---|"]
     for t in result["targets"]:
-        res = "n/a" if t["ok"] is None else ("PASS" if t["ok"] else "FAIL")
+        res = ("informational" if not t.get("is_target", t["limit"] is not None)
+               else "n/a" if t["ok"] is None else ("PASS" if t["ok"] else "FAIL"))
         lines.append(f"| {t['target']} | {t['best'] or '-'} | {common.fmt(t['value'], 2)}x | {res} |")
     return "\n".join(lines) + "\n"
 
@@ -338,6 +435,8 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3); Hz is their median")
     p.add_argument("--work", type=Path, default=WORK, help=f"where trained/exported models are cached ({WORK})")
     p.add_argument("--out", type=Path, default=common.RESULTS, help="results folder (benchmarks/results)")
+    p.add_argument("--trained-on", default="", help="where the cached checkpoints were trained (a note in the results, "
+                                                    "e.g. 'H200 GPU box'); the checkpoint's own device is read from it")
     args = p.parse_args(argv)
     batches = tuple(int(b) for b in args.batches.split(","))
     if args.onnx:
@@ -345,7 +444,8 @@ def main(argv=None) -> int:
                              quantize_holds=quantize_verdicts(args.int8))]
     else:
         recipe = Recipe(size=args.size)
-        models = [prepare_model(a.strip(), args.work, recipe) for a in args.models.split(",") if a.strip()]
+        models = [prepare_model(a.strip(), args.work, recipe, trained_on=args.trained_on)
+                  for a in args.models.split(",") if a.strip()]
     result = run_bench(models, batches, args.threads, args.seconds, args.rounds, min_agreement=args.min_agreement)
     paths = write_results(result, args.out)
     print(paths["md"].read_text())

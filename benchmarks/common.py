@@ -56,9 +56,12 @@ def target_row(target: str, measured: float | None, limit: float | None, passed:
             "unit": unit, "pass": passed, "note": note, **extra}
 
 
-def write_targets(path: str | Path, rows: list[dict[str, Any]], run: dict[str, Any]) -> Path:
-    """``{"run": run, "targets": [{target, measured, pass, run, ...}]}``: every row stamped with the run's id."""
-    return write_json(path, {"run": run, "targets": [{**r, "run": run["id"]} for r in rows]})
+def write_targets(path: str | Path, rows: list[dict[str, Any]], run: dict[str, Any],
+                  informational: list[dict[str, Any]] | None = None) -> Path:
+    """``{"run": run, "targets": [{target, measured, pass, run, ...}], "informational": [...]}``: every row stamped
+    with the run's id; ``informational``: figures of the same run that are no target (never counted as one)."""
+    return write_json(path, {"run": run, "targets": [{**r, "run": run["id"]} for r in rows],
+                             "informational": [{**r, "run": run["id"]} for r in informational or []]})
 
 
 def models_markdown_table(model_result: dict[str, Any]) -> list[str]:

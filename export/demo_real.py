@@ -61,6 +61,37 @@ def _by_source(predictions: list, names: list[str] | None = None) -> dict[str, d
     return out
 
 
+def read_real_folder(model: str | Path, folder: str | Path, split: str = "test",
+                     interpolation: str | None = None) -> tuple[Any, np.ndarray]:
+    """The one way the demo's real step and ``benchmarks/sononet_real.py`` read a real folder
+    (:func:`fetaldata.real_samples.write_real_folder`): ``evaluate_model`` on its ``split``, the plane of an image
+    being the most probable plane (a label-mapped model's probabilities summed per plane, as ``evaluate``,
+    ``compare`` and ``quantize`` score it). ``interpolation``: another resize mode than the model description's.
+
+    Returns (the ``EvaluationResult``, the native probabilities (N, the model's own labels) of the same images)."""
+    import dataclasses
+
+    from export.evaluate import evaluate_model, open_model
+
+    runner = open_model(model)
+    if interpolation:
+        runner.info = dataclasses.replace(runner.info, interpolation=interpolation)
+    native: list[np.ndarray] = []
+    predict = runner.predict
+
+    def recording(images):  # the model's own probabilities, before evaluate maps them onto the planes
+        probs = predict(images)
+        native.append(np.asarray(probs, dtype=np.float64))
+        return probs
+
+    runner.predict = recording
+    try:
+        result = evaluate_model(model, folder, split, runner=runner)
+    finally:
+        runner.deactivate()
+    return result, np.concatenate(native) if native else np.zeros((0, runner.info.num_classes))
+
+
 def real_step(demo: Any) -> tuple[dict[str, Any], list[Path]]:
     """Run the real step for ``demo`` (an ``export.demo.Demo``): (result, files)."""
     from edge.default_model import DEFAULT_MODEL
@@ -84,7 +115,7 @@ def real_step(demo: Any) -> tuple[dict[str, Any], list[Path]]:
     if c.real_max_per_source:
         _cap(folder, c.real_max_per_source)
     times: dict[str, float] = {}
-    fp32 = evaluate_model(DEFAULT_MODEL, folder, "test")
+    fp32, _ = read_real_folder(DEFAULT_MODEL, folder, "test")
     times["fp32_all_images"] = time.perf_counter() - t0
     per_source = _by_source(fp32.predictions)
     for src, e in per_source.items():

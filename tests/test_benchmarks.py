@@ -178,6 +178,7 @@ def test_targets_file_schema_from_one_tiny_run(tiny_onnx, tmp_path):
     path = run_all.write_targets_file(tmp_path, t0, {"id": "test-run", "quick": True, "load_average_start": 0.1}, "not run")
     data = json.loads(path.read_text())
     assert data["run"]["id"] == "test-run" and data["targets"] and data["run"]["loaded"] is False
+    assert data["run"]["latency_frames"] == 0  # what this live.json ran (0: no latency part)
     for row in data["targets"]:
         assert {"target", "measured", "pass", "run"} <= set(row) and row["run"] == "test-run"
         assert row["pass"] in (True, False, None) and (row["measured"] is None or isinstance(row["measured"], float))
@@ -226,3 +227,132 @@ def test_live_faster_than_its_model_alone_is_not_a_pass():
     checks = {c["target"].split(":")[0]: c for c in bench_live.matrix_targets(matrix)}
     assert checks["mobilenet_v2"]["pass"] is None and "NOT VALID" in checks["mobilenet_v2"]["note"]
     assert checks["resnet18"]["pass"] is True and checks["resnet18"]["limit"] == 0.9
+
+
+def _sononet_measurement(ratio: float, same_planes: int, images: int = 71) -> dict:
+    return {"activations": "uint8", "threads": 2, "rounds": 5, "seconds_per_round": 2.0, "int8": "w/sononet16.int8.onnx",
+            "quantize": {"calibration_images": 74, "accuracy_holds": True},
+            "heldout": {"agreement_planes": same_planes / images, "same_planes": same_planes, "images": images,
+                        "agreement_native_text": "97.2 %"},
+            "speed": {"fp32": {"hz": 100.0}, "int8": {"hz": 100.0 * ratio}}, "x_fp32": ratio}
+
+
+@pytest.mark.parametrize("ratio, same, ok, why", [(2.1, 71, True, ""), (1.78, 71, False, "INT8 only 1.78x FP32"),
+                                                  (2.5, 70, False, "plane agreement 98.6 %")])
+def test_sononet_int8_row_passes_only_on_speed_and_agreement(ratio, same, ok, why):
+    import sononet_int8
+
+    row = sononet_int8.target_row(_sononet_measurement(ratio, same))
+    assert row["pass"] is ok and row["measured"] == pytest.approx(ratio) and row["limit"] == 2.0
+    assert row["target"].startswith("sononet16_int8: INT8 >= 2x ONNX Runtime FP32")
+    assert (why in row["note"] and row["note"].startswith("FAIL")) if why else not row["note"].startswith("FAIL")
+    assert f"on {71} held-out real images" in row["note"] and "medians of 5 interleaved rounds" in row["note"]
+
+
+def test_run_all_sononet_row_says_why_without_shared_data(tmp_path):
+    import run_all
+
+    row, int8, rc = run_all.sononet_row(tmp_path / "no-shared", tmp_path / "w", threads=1, quick=True)
+    assert row["pass"] is None and row["measured"] is None and "not run: no real data" in row["note"]
+    assert int8 is None and rc == 0
+
+
+def test_run_all_live_args_full_runs_1000_frames_and_take_the_runs_sononet_file(tmp_path):
+    import run_all
+
+    full = run_all.main.__globals__["argparse"].Namespace(threads=2, out=tmp_path, work=tmp_path, quick=False,
+                                                          untrained=False, sononet=None, shared=run_all.SHARED)
+    args = run_all.live_args(full, tmp_path / "made.int8.onnx")
+    assert "--quick" not in args and "--latency-frames" not in args and bench_live.LATENCY_FRAMES >= 1000
+    assert args[args.index("--sononet") + 1] == str(tmp_path / "made.int8.onnx")
+    full.sononet = tmp_path / "given.onnx"  # --sononet wins over the run's own file
+    assert run_all.live_args(full, tmp_path / "made.int8.onnx")[-1] == str(tmp_path / "given.onnx")
+    full.sononet, full.quick = None, True
+    assert "--quick" in run_all.live_args(full, None) and "--sononet" not in run_all.live_args(full, None)
+
+
+def test_targets_file_holds_issue_17_targets_and_informational_rows(tmp_path):
+    import run_all
+
+    def rt(name, kind, hz, deployable=True, why=""):
+        return {"name": name, "kind": kind, "deployable": deployable, "deployable_why": why,
+                "batches": {"1": {"hz": hz, "x_pytorch": hz / 10.0}}}
+
+    models = {"models": [{"model": m, "runtimes": [rt("PyTorch eager", "pytorch", 10.0), rt("ORT FP32", "ort-fp32", hz),
+                                                    rt("ORT INT8 (uint8 act.)", "ort-int8", 2 * hz, False, "held-out: 0.98")]}
+                         for m, hz in (("mobilenet_v3_small", 60.0), ("mobilenet_v2", 40.0), ("resnet18", 30.0))]}
+    models["targets"] = bench_models.check_targets(models)
+    common.write_json(tmp_path / "models.json", models)
+    import sononet_int8
+
+    sono = sononet_int8.target_row(_sononet_measurement(1.9, 71))
+    path = run_all.write_targets_file(tmp_path, 0.0, {"id": "t", "quick": False, "load_average_start": 0.5}, "not run",
+                                      sononet=sono)
+    data = json.loads(path.read_text())
+    rows = {r["target"].split(":")[0]: r for r in data["targets"]}
+    assert "mobilenet_v3_small" not in rows and {"mobilenet_v2", "resnet18", "sononet16_int8"} <= set(rows)
+    (info,) = data["informational"]
+    assert info["target"].startswith("mobilenet_v3_small") and "not a target" in info["target"]
+    assert info["pass"] is None and info["measured"] == 6.0 and info["run"] == "t"
+    mv2 = rows["mobilenet_v2"]
+    assert mv2["pass"] is False and mv2["measured"] == 4.0 and mv2["limit"] == 5.0
+    assert mv2["note"].startswith("FAIL: 4.00x < 5x") and "ORT FP32 40.0 Hz vs PyTorch eager 10.0 Hz" in mv2["note"]
+    assert "not deployable: ORT INT8 (uint8 act.): held-out: 0.98" in mv2["note"]
+    assert rows["resnet18"]["pass"] is True and rows["sononet16_int8"]["pass"] is False
+    assert data["run"]["quick"] is False and data["run"]["load_average_start"] == 0.5
+
+
+@pytest.mark.slow  # ~20 s of training and ~75 s of quantize on 2 shared cores
+def test_cached_checkpoint_is_exported_and_quantized_not_retrained(tmp_path, monkeypatch):
+    """A checkpoint dropped into the cache (trained elsewhere with the recipe) is used as is; where it was trained is stated."""
+    pytest.importorskip("torch")
+    import torch
+
+    recipe = bench_models.Recipe(patients=12, phantom_width=64, size=32, epochs={"mobilenet_v3_small": 1}, batch_size=8,
+                                 calib_size=8, check_images=8)
+    ckpt = bench_models.train_model("mobilenet_v3_small", tmp_path, recipe, log=lambda m: None)
+    assert ckpt == tmp_path / "mobilenet_v3_small-32px-p12-e1" / "train" / "best.pt"
+    raw = torch.load(ckpt, map_location="cpu", weights_only=True)  # as if trained on a GPU box
+    raw["model_info"]["extra"]["args"]["device"] = "cuda:0"
+    torch.save(raw, ckpt)
+    import export.train
+
+    def no_training(*a, **k):
+        raise AssertionError("retrained")
+
+    monkeypatch.setattr(export.train, "train", no_training)
+    files = bench_models.prepare_model("mobilenet_v3_small", tmp_path, recipe, log=lambda m: None, trained_on="a GPU box")
+    assert files.fp32.is_file() and all(p.is_file() for p in files.int8.values())
+    rc = files.recipe
+    assert rc["trained_on"] == "a GPU box" and rc["trained_in_this_run"] is False
+    ck = rc["checkpoint"]
+    assert ck["device"] == "cuda:0" and ck["recipe_differences"] == {} and ck["same_phantom_csv"] is True
+    assert "a GPU box, device cuda:0" in bench_models.trained_text(rc) and "DIFFERS" not in bench_models.trained_text(rc)
+    other = bench_models.checkpoint_facts(ckpt, "mobilenet_v3_small", bench_models.Recipe(size=32), files.data)
+    assert other["recipe_differences"]["epochs"] == [1, 15] and "DIFFERS from the recipe: epochs 1 (recipe 15)" in \
+        bench_models.trained_text({**rc, "checkpoint": other})
+
+
+def test_trained_text_states_where_and_any_departure_from_the_recipe():
+    rc = {"epochs": 10, "trained_at_px": 224, "phantom_patients": 128, "trained_on": "H200 box", "trained_in_this_run": False,
+          "checkpoint": {"device": "cuda", "code_version": "fetalplanes 0.1.0 git abc", "recipe_differences": {},
+                         "same_phantom_csv": True}}
+    text = bench_models.trained_text(rc)
+    assert text.startswith("10 epochs at 224 px on 128 phantom patients (H200 box, device cuda, fetalplanes 0.1.0 git abc")
+    assert "cached checkpoint" in text and "DIFFERS" not in text and "ANOTHER" not in text
+    rc["checkpoint"].update(recipe_differences={"lr": [0.01, 0.002]}, same_phantom_csv=False)
+    text = bench_models.trained_text(rc)
+    assert "DIFFERS from the recipe: lr 0.01 (recipe 0.002)" in text and "ANOTHER data set" in text
+    assert bench_models.trained_text({}) == "given by --onnx"
+
+
+@pytest.mark.slow  # quantizes SonoNet-16 on 74 real images and times it (~20 s quiet)
+def test_run_all_measures_sononet_int8_on_the_real_images(hc18_dir, sononet_examples_dir, tmp_path):
+    import run_all
+
+    row, int8, rc = run_all.sononet_row(hc18_dir.parents[1], tmp_path / "sono", threads=2, quick=True)
+    assert rc == 0 and int8 is not None and int8.is_file() and int8.parent == tmp_path / "sono"
+    assert row["measured"] == pytest.approx(row["hz_int8"] / row["hz_fp32"], rel=1e-3)
+    assert row["heldout_images"] > 50 and 0.0 <= row["agreement_planes"] <= 1.0
+    assert row["pass"] == (row["measured"] >= 2.0 and row["agreement_planes"] >= 0.99)
+    assert "held-out real images" in row["note"] and "medians of 3 interleaved rounds of 1 s" in row["note"]
