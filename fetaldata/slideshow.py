@@ -340,6 +340,17 @@ def hc18_slides(folder: str | Path, count: int) -> list[Slide]:
     return [Slide(folder / r["file"], r["plane"], r.get("brain_plane") or BRAIN_OTHER, None, "hc18_sample", r["file"]) for r in rows]
 
 
+def folder_slides(folder: str | Path) -> list[Slide]:
+    """The images of a labelled folder (``labels.csv``: file, plane[, brain_plane]; see
+    :mod:`fetaldata.labelled_folder`), in the CSV's order, each the image area itself."""
+    from fetaldata.labelled_folder import LABELS_CSV, read_labels
+
+    folder = Path(folder)
+    records, _ = read_labels(folder / LABELS_CSV if folder.is_dir() else folder)
+    root = folder if folder.is_dir() else folder.parent
+    return [Slide(root / r.image_name, r.plane, r.brain_plane, None, root.name, r.image_name) for r in records]
+
+
 def real_exams(shared_data: str | Path, hc18: int = 8, seed: int = 0) -> list[list[Slide]]:
     """Exams made of the real images in ``shared_data`` (``../shared/data``).
 
@@ -370,3 +381,38 @@ def real_exams(shared_data: str | Path, hc18: int = 8, seed: int = 0) -> list[li
     if heads[2 * per:]:
         exams.append(heads[2 * per:])
     return exams
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fetaldata.slideshow OUT.avi (--folder DIR ... | --real SHARED_DATA)``: write a slideshow video."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m fetaldata.slideshow", description=__doc__.splitlines()[0])
+    parser.add_argument("out", help="the video to write (.avi: MJPG); the truth goes beside it as <name>.truth.csv")
+    parser.add_argument("--folder", action="append", default=[],
+                        help="a labelled image folder (labels.csv: file,plane[,brain_plane]); one exam per --folder")
+    parser.add_argument("--real", metavar="SHARED_DATA", help="the real images of ../shared/data, planned as real_exams()")
+    parser.add_argument("--fps", type=int, default=10)
+    parser.add_argument("--size", default="640x480", help="WIDTHxHEIGHT of the video-out frame")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        if bool(args.folder) == bool(args.real):
+            raise FetalPlanesError("give either --folder DIR (one or more) or --real SHARED_DATA",
+                                   hint="e.g. python -m fetaldata.slideshow show.avi --folder ../shared/data/hc18_sample")
+        try:
+            width, height = (int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            raise FetalPlanesError(f"--size {args.size}: not WIDTHxHEIGHT", hint="e.g. --size 640x480") from None
+        exams = real_exams(args.real, seed=args.seed) if args.real else [folder_slides(f) for f in args.folder]
+        show = write_slideshow(args.out, exams, SlideshowConfig(fps=args.fps, width=width, height=height, seed=args.seed))
+    except FetalPlanesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"wrote {show.path} ({show.frames} frames, {len(show.segments)} images in {len(show.exams)} exams) and {show.truth}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
