@@ -381,38 +381,3 @@ def real_exams(shared_data: str | Path, hc18: int = 8, seed: int = 0) -> list[li
     if heads[2 * per:]:
         exams.append(heads[2 * per:])
     return exams
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m fetaldata.slideshow OUT.avi (--folder DIR ... | --real SHARED_DATA)``: write a slideshow video."""
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m fetaldata.slideshow", description=__doc__.splitlines()[0])
-    parser.add_argument("out", help="the video to write (.avi: MJPG); the truth goes beside it as <name>.truth.csv")
-    parser.add_argument("--folder", action="append", default=[],
-                        help="a labelled image folder (labels.csv: file,plane[,brain_plane]); one exam per --folder")
-    parser.add_argument("--real", metavar="SHARED_DATA", help="the real images of ../shared/data, planned as real_exams()")
-    parser.add_argument("--fps", type=int, default=10)
-    parser.add_argument("--size", default="640x480", help="WIDTHxHEIGHT of the video-out frame")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        if bool(args.folder) == bool(args.real):
-            raise FetalPlanesError("give either --folder DIR (one or more) or --real SHARED_DATA",
-                                   hint="e.g. python -m fetaldata.slideshow show.avi --folder ../shared/data/hc18_sample")
-        try:
-            width, height = (int(v) for v in args.size.lower().split("x"))
-        except ValueError:
-            raise FetalPlanesError(f"--size {args.size}: not WIDTHxHEIGHT", hint="e.g. --size 640x480") from None
-        exams = real_exams(args.real, seed=args.seed) if args.real else [folder_slides(f) for f in args.folder]
-        show = write_slideshow(args.out, exams, SlideshowConfig(fps=args.fps, width=width, height=height, seed=args.seed))
-    except FetalPlanesError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(f"wrote {show.path} ({show.frames} frames, {len(show.segments)} images in {len(show.exams)} exams) and {show.truth}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

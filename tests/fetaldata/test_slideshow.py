@@ -169,8 +169,9 @@ def test_real_exams_use_every_real_image_once(real_db_dir, sononet_examples_dir,
     assert box == (1 + round(81 * k), round(115 * k), round(793 * k), round(619 * k)) == (54, 75, 518, 404)
 
 
-def test_a_labelled_folder_becomes_an_exam_and_the_module_runs(tmp_path, capsys):
-    from fetaldata.slideshow import folder_slides, main
+def test_a_labelled_folder_becomes_an_exam_and_the_command_writes_the_video(tmp_path, capsys):
+    from edge.cli import main
+    from fetaldata.slideshow import folder_slides
 
     paths = make_images(tmp_path)
     (tmp_path / "labels.csv").write_text("file,plane,brain_plane\nbgra.png,Fetal thorax,\ngray.png,fetal brain,Trans-thalamic\n")
@@ -178,12 +179,15 @@ def test_a_labelled_folder_becomes_an_exam_and_the_module_runs(tmp_path, capsys)
     assert [(s.path, s.plane, s.brain_plane) for s in slides] == [
         (paths["bgra"], "Fetal thorax", "Not A Brain"), (paths["gray"], "Fetal brain", "Trans-thalamic")]
     out = tmp_path / "v.avi"
-    assert main([str(out), "--folder", str(tmp_path), "--folder", str(tmp_path), "--size", "320x240", "--fps", "5"]) == 0
+    cmd = ["data", "slideshow", "--out", str(out)]
+    assert main(cmd + ["--folder", str(tmp_path), "--folder", str(tmp_path), "--width", "320", "--height", "240",
+                       "--fps", "5"]) == 0
     assert "4 images in 2 exams" in capsys.readouterr().out
     rows = list(csv.DictReader(open(tmp_path / "v.truth.csv")))
     assert len(read_video(out)) == len(rows) and {r["plane"] for r in rows} == {"Fetal thorax", "Fetal brain", "Other"}
     # usage errors: exit 2 with the fix, no traceback
-    assert main([str(out)]) == 2 and "--folder" in capsys.readouterr().err
-    assert main([str(out), "--folder", str(tmp_path), "--size", "big"]) == 2 and "WIDTHxHEIGHT" in capsys.readouterr().err
+    assert main(cmd) == 2 and "--folder" in capsys.readouterr().err
+    assert main(cmd + ["--folder", str(tmp_path), "--width", "100"]) == 2 and "320x240" in capsys.readouterr().err
     (tmp_path / "labels.csv").write_text("file,plane\nmissing.png,Other\n")
-    assert main([str(out), "--folder", str(tmp_path)]) == 2 and "missing.png" in capsys.readouterr().err
+    err = (main(cmd + ["--folder", str(tmp_path)]), capsys.readouterr().err)
+    assert err[0] == 2 and "missing.png" in err[1] and "Traceback" not in err[1]
