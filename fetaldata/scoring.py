@@ -198,7 +198,35 @@ def read_exam(exam: str | Path | dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def score_retrieval(exam: str | Path | dict[str, Any], truth_csv: str | Path) -> dict[str, Any]:
+def exam_in_task_planes(exam: str | Path | dict[str, Any], label_map: dict[str, str], planes: list[str]) -> dict[str, Any]:
+    """An exam report over a model's own labels (e.g. SonoNet's 14 views) as one over the task's ``planes``.
+
+    ``label_map``: the model description's map (native label -> task plane). A plane is seen (stored)
+    when a native label mapped to it is; its best frame is the most confident of those labels' best
+    frames (``best["label"]`` names it). A plane no label maps to (SonoNet: Maternal cervix) is never
+    seen. Frame span and id are kept, so :func:`score_retrieval` scores the result as it is.
+    """
+    data = read_exam(exam)
+    out = {k: v for k, v in data.items() if k not in ("planes", "seen", "missing")}
+    mapped: dict[str, Any] = {}
+    for plane in planes:
+        natives = [lab for lab, task in label_map.items() if task == plane and lab in data["planes"]]
+        entries = [(lab, data["planes"][lab]) for lab in natives]
+        bests = [dict(e["best"], label=lab) for lab, e in entries if e.get("best")]
+        mapped[plane] = {
+            "seen": any(e.get("seen") for _, e in entries),
+            "stored": any(e.get("stored") for _, e in entries),
+            "labels": natives,
+            "best": max(bests, key=lambda b: b.get("confidence", 0.0)) if bests else None,
+        }
+    out["planes"] = mapped
+    out["seen"] = [p for p, v in mapped.items() if v["seen"]]
+    out["missing"] = [p for p, v in mapped.items() if not v["seen"]]
+    return out
+
+
+def score_retrieval(exam: str | Path | dict[str, Any], truth_csv: str | Path,
+                    frames: tuple[int, int] | None = None) -> dict[str, Any]:
     """Best-frame retrieval of an exam report against the sidecar of the video it came from.
 
     A plane of the exam's checklist is *present* when the truth shows it held on screen (state
@@ -207,9 +235,12 @@ def score_retrieval(exam: str | Path | dict[str, Any], truth_csv: str | Path) ->
     (SonoNet's retrieval accuracy, offline in the paper, here live). Also: ``missed`` (present, no
     best frame), ``wrong`` (a best frame outside the plane's segments: ``{plane: truth at that
     frame}``) and ``not_present_but_seen`` (a plane the truth never shows that the exam lists as seen).
+    ``frames`` (first, last): only this span of the truth counts (one exam of a video holding several).
     """
     data = read_exam(exam)
     truth = read_truth(truth_csv)
+    if frames is not None:
+        truth = [r for r in truth if frames[0] <= int(r["frame"]) <= frames[1]]
     planes = list(data["planes"])
     column = "brain_plane" if planes and set(planes) <= set(BRAIN) else "plane"
     by_frame = {int(r["frame"]): r for r in truth}

@@ -4,8 +4,8 @@ One :class:`ExamTracker` per stream, fed once per labelled frame (:meth:`ExamTra
 with what the loop already decided: the smoothed label, its confidence, the state (``ok``,
 ``uncertain``, ``frozen``), the frame and the sector box.
 
-- **Checklist**: a plane of the checklist (the model's labels minus ``Other`` / ``Not A Brain``,
-  or ``ExamConfig.planes``) is *seen* once it was shown steady and confident (state ``ok``,
+- **Checklist**: a plane of the checklist (the model's labels minus ``Other`` / ``Not A Brain`` /
+  ``Background``, or ``ExamConfig.planes``) is *seen* once it was shown steady and confident (state ``ok``,
   confidence >= ``min_confidence``) for ``seen_frames`` frames while the label was held (dips of
   at most ``dip_frames`` frames under the threshold do not break the segment; a label change
   does), or frozen (stored on the scanner) with that confidence.
@@ -43,7 +43,8 @@ from edge.labels import BRAIN_OTHER, NOT_A_BRAIN, short_name
 
 log = logging.getLogger("fetalplanes.live")
 
-NOT_IN_CHECKLIST = (BRAIN_OTHER, NOT_A_BRAIN)  # labels that are no standard plane of an exam
+# labels that are no standard plane of an exam (SonoNet's "Background": no standard view on screen)
+NOT_IN_CHECKLIST = (BRAIN_OTHER, NOT_A_BRAIN, "Background")
 CONFIDENT_STATES = ("ok", "frozen")
 
 
@@ -51,7 +52,7 @@ CONFIDENT_STATES = ("ok", "frozen")
 class ExamConfig:
     """Settings of the exam checklist and report (config file section ``[exam]``)."""
 
-    planes: list[str] = field(default_factory=list)  # the checklist; [] = the model's labels minus Other / Not A Brain
+    planes: list[str] = field(default_factory=list)  # the checklist; [] = the model's labels minus Other / Not A Brain / Background
     seen_frames: int = 10  # confident frames of one held label that make a plane "seen"
     min_confidence: float = 0.6  # smoothed confidence needed for a frame to count
     dip_frames: int = 3  # frames under min_confidence (label held) tolerated inside a steady segment
@@ -157,7 +158,7 @@ def _time_text(t: float) -> str:
 
 
 def checklist_planes(labels: Sequence[str], wanted: Sequence[str] = ()) -> list[str]:
-    """The planes an exam should capture: ``wanted`` (checked against ``labels``) or the labels minus Other."""
+    """The planes an exam should capture: ``wanted`` (checked against ``labels``) or the labels minus Other / Not A Brain / Background."""
     if wanted:
         unknown = [p for p in wanted if p not in labels]
         if unknown:

@@ -428,25 +428,30 @@ class DisplayOutput(Output):
     """A window showing the overlaid frames; q or Esc stops the loop, n starts a new exam.
 
     OpenCV's highgui works from one thread only: the loop shows it from its own thread, never the output thread.
+    ``gui``: the window toolkit, OpenCV's highgui by default; anything with ``namedWindow``, ``imshow``,
+    ``waitKey`` and ``destroyWindow`` works (tests pass one that replays key presses, no display needed).
     """
 
     wants_frames = True
     main_thread = True
 
-    def __init__(self, spec: OutputSpec):
+    def __init__(self, spec: OutputSpec, gui: Any = None):
         super().__init__(spec)
         import cv2
 
-        ok, why = display_available()
-        if not ok:
-            raise FetalPlanesError(
-                f"display://{spec.location}: cannot open a window: {why}",
-                hint="run on the box's desktop (export DISPLAY=:0), install an OpenCV with GUI "
-                "(opencv-python, or the system one on Jetson), or record instead: --output out.mp4",
-            )
+        if gui is None:
+            ok, why = display_available()
+            if not ok:
+                raise FetalPlanesError(
+                    f"display://{spec.location}: cannot open a window: {why}",
+                    hint="run on the box's desktop (export DISPLAY=:0), install an OpenCV with GUI "
+                    "(opencv-python, or the system one on Jetson), or record instead: --output out.mp4",
+                )
+            gui = cv2
+        self.gui = gui
         self.window = f"fetalplanes {spec.location}"
         try:
-            cv2.namedWindow(self.window, cv2.WINDOW_NORMAL)
+            gui.namedWindow(self.window, cv2.WINDOW_NORMAL)
         except cv2.error as exc:
             raise FetalPlanesError(
                 f"display://{spec.location}: OpenCV cannot open a window ({str(exc).strip().splitlines()[-1][:200]})",
@@ -458,10 +463,12 @@ class DisplayOutput(Output):
             self.show_status(frame)
 
     def show_status(self, frame):
-        import cv2
+        self.gui.imshow(self.window, frame)
+        self.handle_key(self.gui.waitKey(1))
 
-        cv2.imshow(self.window, frame)
-        key = cv2.waitKey(1) & 0xFF
+    def handle_key(self, key: int) -> None:
+        """A key pressed in the window (``waitKey``'s value; -1 = none): q / Esc stop the loop, n starts a new exam."""
+        key = int(key) & 0xFF
         if key in (ord("q"), 27):
             self.stop_requested = True
         elif key == ord("n") and getattr(self, "exam", None) is not None:  # exam-hook: a key starts a new exam
@@ -471,7 +478,7 @@ class DisplayOutput(Output):
         import cv2
 
         try:
-            cv2.destroyWindow(self.window)
+            self.gui.destroyWindow(self.window)
         except cv2.error:  # pragma: no cover
             pass
 

@@ -1,4 +1,4 @@
-"""`fetalplanes data ...`: check a dataset, make the phantom dataset and video."""
+"""`fetalplanes data ...`: check a dataset, make the phantom dataset and video, a slideshow video of still images."""
 
 from __future__ import annotations
 
@@ -52,6 +52,20 @@ def _phantom_video(args: argparse.Namespace) -> int:
         scan_width=args.scan_width,
     )
     print(f"phantom scanner video written to {path} (ground truth beside it: {Path(path).with_suffix('.truth.csv')})")
+    return EXIT_OK
+
+
+def _slideshow(args: argparse.Namespace) -> int:
+    from fetaldata.slideshow import SlideshowConfig, folder_slides, real_exams, write_slideshow
+
+    if bool(args.folder) == bool(args.real):
+        raise FetalPlanesError("give either --folder DIR (one or more) or --real SHARED_DATA",
+                               hint="e.g. fetalplanes data slideshow --out show.avi --folder ../shared/data/hc18_sample")
+    exams = real_exams(args.real, seed=args.seed) if args.real else [folder_slides(f) for f in args.folder]
+    config = SlideshowConfig(fps=args.fps, width=args.width, height=args.height, seed=args.seed)
+    show = write_slideshow(args.out, exams, config)
+    print(f"slideshow video written to {show.path}: {show.frames} frames, {len(show.segments)} images in {len(show.exams)} "
+          f"exams (ground truth beside it: {show.truth}); the images are real, the motion and timing synthetic")
     return EXIT_OK
 
 
@@ -131,4 +145,22 @@ def register(subparsers) -> None:
     p.add_argument("--height", type=int, default=720)
     p.add_argument("--scan-width", type=int, default=128,
                    help="width (px) at which each plane is formed, as the phantom dataset's --size (default 128)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add_command(
+        sub,
+        "slideshow",
+        "write a scanner video-out of still images (each held with slight synthetic motion, freezes, cross-fades; "
+        "a blank screen between exams) with a per-frame truth CSV",
+        _slideshow,
+        "fetalplanes data slideshow --out show.avi --folder ../shared/data/hc18_sample",
+    )
+    add_out(p, "video file to write (.avi: MJPG, or .mp4)", metavar="VIDEO")
+    p.add_argument("--folder", action="append", default=[], metavar="DIR",
+                   help="a labelled image folder (labels.csv: file,plane[,brain_plane]); one exam per --folder")
+    p.add_argument("--real", metavar="SHARED_DATA",
+                   help="the real images of ../shared/data in four exams (SonoNet grabs, FETAL_PLANES_DB, HC18)")
+    p.add_argument("--fps", type=int, default=10)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
     p.add_argument("--seed", type=int, default=0)

@@ -194,7 +194,7 @@ def _chrome(width: int, height: int, layout: Layout, rng: np.random.Generator, m
     return img
 
 
-def _writer(out: Path, fps: int, size: tuple[int, int]) -> tuple[cv2.VideoWriter, Path]:
+def open_writer(out: Path, fps: int, size: tuple[int, int]) -> tuple[cv2.VideoWriter, Path]:
     """Open a writer for ``out``'s container; fall back to MJPG/.avi (with a message) when it cannot."""
     tries = [(out, CODECS.get(out.suffix.lower(), "mp4v"))]
     if out.suffix.lower() != ".avi":
@@ -245,7 +245,7 @@ def write_phantom_video(
                _layout(width, height, 12.0, rng.uniform(0.78, 0.88), aspect, scan_width, rng, look)]
     chromes = [_chrome(width, height, lay, np.random.default_rng([seed, i]), machine) for i, lay in enumerate(layouts)]
     n_frames = max(1, int(round(seconds * fps)))
-    writer, path = _writer(out, fps, (width, height))
+    writer, path = open_writer(out, fps, (width, height))
 
     def placed(scene: Scene, area: np.ndarray) -> np.ndarray:
         """The image area put on an otherwise black full frame."""
@@ -313,10 +313,17 @@ def write_phantom_video(
             seg += 1
     finally:
         writer.release()
-    truth_path = path.with_suffix(".truth.csv")
-    with open(truth_path, "w", newline="") as f:
+    write_truth(path.with_suffix(".truth.csv"), truth)
+    return path
+
+
+def write_truth(path: str | Path, rows: list[tuple]) -> Path:
+    """The ground-truth sidecar: one ``(frame, time_s, plane, brain_plane, state, x, y, w, h)`` tuple per frame
+    (``TRUTH_COLUMNS``; the box may be empty strings where no image is on screen)."""
+    path = Path(path)
+    with open(path, "w", newline="") as f:
         wcsv = csv.writer(f)
         wcsv.writerow(TRUTH_COLUMNS)
-        for fr, t, pl, bp, st, x, y, w, h in truth:
+        for fr, t, pl, bp, st, x, y, w, h in rows:
             wcsv.writerow([fr, f"{t:.4f}", pl, bp, st, x, y, w, h])
     return path

@@ -39,6 +39,10 @@ def test_checklist_is_the_taxonomy_without_other():
     assert checklist_planes(PLANES) == [p for p in PLANES if p != "Other"]
     assert checklist_planes(BRAIN) == ["Trans-thalamic", "Trans-cerebellum", "Trans-ventricular"]
     assert checklist_planes(PLANES, ["Fetal brain"]) == ["Fetal brain"]
+    # SonoNet's 14 labels: its 13 standard views; Background (no standard view on screen) is no plane to capture
+    sononet = ["3VV", "4CH", "Abdominal", "Background", "Brain (Cb.)", "Brain (Tv.)", "Femur", "Kidneys", "Lips",
+               "LVOT", "Profile", "RVOT", "Spine (cor.)", "Spine (sag.)"]
+    assert checklist_planes(sononet) == [lab for lab in sononet if lab != "Background"]
     with pytest.raises(FetalPlanesError, match="not labels of this model"):
         checklist_planes(PLANES, ["Fetal heart"])
     with pytest.raises(FetalPlanesError, match="seen_frames"):
