@@ -94,15 +94,107 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
                     output_thread=spec.get("output_thread", True), spin=spec.get("spin", False))
     cfg.source.pace = spec["pace"]
     cfg.source.loop = bool(spec.get("loop"))
+    apply_tuning(spec.get("tuning") or {})
+    trace: list | None = [] if spec.get("trace") else None
+    kw = {"trace": trace} if trace is not None else {}
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    summary = run_loop(cfg, extra_outputs=[NullWindow()])
+    summary = run_loop(cfg, extra_outputs=[NullWindow()], **kw)
     out["cpu_s"], out["wall_s"] = time.process_time() - cpu0, time.perf_counter() - wall0
     out["summary"] = summary.to_dict()
+    if trace is not None:
+        out["trace"] = trace_report(trace)
     out["peak_rss_mb"] = peak_rss_mb()  # before the model-only timing
     if spec.get("model_seconds"):
         out["model_only"] = model_only_hz(spec["model"], spec["threads"], spec["model_seconds"], spec.get("model_spin"))
     out["torch_imported"] = "torch" in sys.modules
     return out
+
+
+def apply_tuning(tuning: dict[str, Any]) -> None:
+    """Process-wide knobs a tuning run sets before the loop: ``switch_interval`` (s, sys.setswitchinterval),
+    ``cv_threads`` (cv2.setNumThreads), ``gc_freeze`` (gc.freeze() now, after the imports)."""
+    import gc
+
+    if tuning.get("switch_interval"):
+        sys.setswitchinterval(float(tuning["switch_interval"]))
+    if tuning.get("cv_threads") is not None:
+        import cv2
+
+        cv2.setNumThreads(int(tuning["cv_threads"]))
+    if tuning.get("gc_freeze"):
+        gc.collect()
+        gc.freeze()
+
+
+#: the segments of a frame's trace: (name, from stamp, to stamp); stamps as edge.live.capture.STAMPS, "capture" first
+TRACE_SEGMENTS = (("wait for prepare", "capture", "prepare_start"), ("prepare", "prepare_start", "prepare_end"),
+                  ("wait for loop", "prepare_end", "taken"), ("to infer", "taken", "infer_start"),
+                  ("infer", "infer_start", "infer_end"), ("temporal", "infer_end", "label"),
+                  ("record+hand", "label", "handed"), ("wait for output thread", "handed", "overlay_start"),
+                  ("overlay", "overlay_start", "overlay_end"), ("to window", "overlay_end", "shown"))
+
+
+def trace_report(trace: list, worst: int = 8, warm: int = 120) -> dict[str, Any]:
+    """Per-frame stage stamps -> each segment's p50/p99/p99.9/max (ms) and the slowest frames' segments.
+
+    Frames whose overlay was never shown (dropped) or that were not inferred (frozen image) are left out of
+    the segment statistics of the stamps they lack."""
+    import numpy as np
+
+    try:
+        from edge.live.capture import STAMPS
+    except ImportError:  # an older checkout (the before of a side-by-side run) has no trace
+        return {}
+    names = ("capture",) + tuple(STAMPS)
+    rows = np.array([[t_capture, *stamps] for _, t_capture, stamps in trace], np.float64).reshape(-1, len(names))
+    col = {n: i for i, n in enumerate(names)}
+    out: dict[str, Any] = {"frames": int(len(rows)), "segments": {}}
+    total = (rows[:, col["shown"]] - rows[:, col["capture"]]) * 1000.0
+    shown = rows[:, col["shown"]] > 0
+    for name, a, b in TRACE_SEGMENTS:
+        ok = (rows[:, col[a]] > 0) & (rows[:, col[b]] > 0)
+        v = (rows[ok, col[b]] - rows[ok, col[a]]) * 1000.0
+        if v.size:
+            out["segments"][name] = {k: round(float(np.percentile(v, q)), 3) for k, q in
+                                     (("p50_ms", 50), ("p99_ms", 99), ("p99.9_ms", 99.9))} | {"max_ms": round(float(v.max()), 3)}
+    late = shown & (np.arange(len(rows)) >= warm)
+    if late.any():  # where the tail comes from: the first ``warm`` frames (start-up) or the steady state
+        out["after_warmup"] = {"frames_skipped": warm, "p99_ms": round(float(np.percentile(total[late], 99)), 3),
+                               "p99.9_ms": round(float(np.percentile(total[late], 99.9)), 3),
+                               "max_ms": round(float(total[late].max()), 3)}
+    order = np.argsort(-np.where(shown, total, -1.0))[:worst]
+    slow = []
+    for i in order:
+        if not shown[i]:
+            continue
+        seg = {}
+        for name, a, b in TRACE_SEGMENTS:
+            if rows[i, col[a]] > 0 and rows[i, col[b]] > 0:
+                seg[name] = round(float((rows[i, col[b]] - rows[i, col[a]]) * 1000.0), 2)
+        slow.append({"frame": int(trace[i][0]), "total_ms": round(float(total[i]), 2), "segments": seg,
+                     "worst_segment": max(seg, key=seg.get) if seg else None})
+    out["slowest"] = slow
+    return out
+
+
+def sleep_floor(frames: int, fps: float = 60.0) -> dict[str, float]:
+    """The machine's own floor: a pure-Python loop sleeping to a ``fps`` deadline; how late it wakes (ms).
+
+    No code of ours runs; its p99.9 is what the scheduler (and the other jobs on the box) alone costs a paced
+    thread, so no loop can beat it."""
+    import numpy as np
+
+    period, late = 1.0 / fps, []
+    due = time.perf_counter()
+    for _ in range(frames):
+        due += period
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        late.append((time.perf_counter() - due) * 1000.0)
+    v = np.asarray(late)
+    return {"mean_ms": round(float(v.mean()), 3), **{f"p{q:g}_ms": round(float(np.percentile(v, q)), 3) for q in (50, 99, 99.9)},
+            "max_ms": round(float(v.max()), 3), "samples": int(v.size)}
 
 
 def peak_rss_mb() -> float:
@@ -148,7 +240,9 @@ def model_only_hz(model: str, threads: int, seconds: float, spin: bool | None = 
 def run_child(spec: dict[str, Any], timeout: float = 600.0) -> dict[str, Any]:
     """Run :func:`child_main` in a fresh interpreter; its last stdout line is the JSON result."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
-    repo = str(Path(__file__).resolve().parents[1])  # this checkout's `edge`, not another one installed in the venv
+    # this checkout's `edge`, not another one installed in the venv (or ``spec["repo"]``: another checkout's, the
+    # "before" of a side-by-side run)
+    repo = str(spec.get("repo") or Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(x for x in (repo, os.environ.get("PYTHONPATH", "")) if x)}
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
@@ -585,7 +679,9 @@ def main(argv=None) -> int:
                         "--model is not given)")
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(child_main(json.loads(args.child)), default=float))
+        spec = json.loads(args.child)
+        res = {"floor": sleep_floor(spec["frames"], spec.get("fps", 60.0))} if spec.get("floor") else child_main(spec)
+        print(json.dumps(res, default=float))
         return 0
     if args.sononet is not None and not args.sononet.is_file():
         print(f"bench_live: --sononet {args.sononet}: no such file", file=sys.stderr)

@@ -155,8 +155,11 @@ class RunSummary:
 
 
 def make_tracker(roi) -> tuple[Any, str]:
-    """The sector tracker (fixed to ``roi`` when given, else detecting the sector) and how the sector is found."""
-    return SectorTracker(roi=Box(*roi) if roi else None), ("roi" if roi else "detected")
+    """The sector tracker (fixed to ``roi`` when given, else detecting the sector) and how the sector is found.
+
+    Its detections are deferred (``defer_checks``): the loop runs them after the frame was handed on
+    (:meth:`LiveSession.after_prepare`), so they never add to a frame's latency."""
+    return SectorTracker(roi=Box(*roi) if roi else None, defer_checks=True), ("roi" if roi else "detected")
 
 
 # --- frames ------------------------------------------------------------------
@@ -247,6 +250,7 @@ def prepare_frame(image: Any, tracker: Any, info: Any, make_tensor: bool = False
         if image is None:
             return Prepared(skip=why)
         box = tracker.update(image)
+        deferred_s = tracker.pop_deferred_seconds() if hasattr(tracker, "pop_deferred_seconds") else 0.0
         crop = box.crop(image)
         if crop.size == 0 or min(crop.shape[:2]) < 2:
             return Prepared(image=image, box=box, skip="roi outside frame")
@@ -258,7 +262,7 @@ def prepare_frame(image: Any, tracker: Any, info: Any, make_tensor: bool = False
         t2 = perf()
     except Exception as exc:
         return Prepared(error=exc)
-    return Prepared(image, box, small, thumb, x, t1 - t0, t2 - t1)
+    return Prepared(image, box, small, thumb, x, t1 - t0 + deferred_s, t2 - t1)
 
 
 LATENCY_PERCENTILES = (50, 90, 95, 99, 99.9)  # what real-time pipelines report (NVIDIA HoloHub's flow benchmarks)
@@ -381,6 +385,8 @@ class LiveSession:
         self._next_log = float("inf")
         self._closed = False
         self._exit_code: int | None = None
+        #: when a deque/list: (frame index, capture time, stamps) of every labelled frame, see edge.live.capture.STAMPS
+        self.trace: Any = None
 
     # --- opening -------------------------------------------------------------
     def open_outputs(self, fps: float = 30.0, extra: Sequence[Output] = ()) -> None:
@@ -430,6 +436,16 @@ class LiveSession:
         """What the pipeline's second thread runs on each frame (sector, crop, preprocessing, tensor)."""
         return prepare_frame(frame.image, self.tracker, self.info, make_tensor=True)
 
+    def after_prepare(self) -> None:
+        """After a prepared frame was handed on: the sector detection its preparation left pending (if any).
+
+        The pipeline's thread calls it while the loop infers; without the pipeline :meth:`step` calls it
+        once the frame's record and overlay were handed to the outputs. Either way a detection's result
+        applies from the next frame on, so both paths label the same frames with the same boxes."""
+        run = getattr(self.tracker, "run_deferred", None)
+        if run is not None:
+            run()
+
     @property
     def live_outputs(self) -> list[Output]:
         """The outputs still being written (not failed)."""
@@ -443,7 +459,14 @@ class LiveSession:
         self.state = "running"
         s, perf = self.summary, time.perf_counter
         t0 = perf()
-        prep: Prepared = frame.prepared if frame.prepared is not None else prepare_frame(frame.image, self.tracker, self.info)
+        stamps = frame.stamps
+        stamps[2] = t0  # taken
+        pipelined = frame.prepared is not None
+        if not pipelined:
+            stamps[0] = t0
+            frame.prepared = prepare_frame(frame.image, self.tracker, self.info)
+            stamps[1] = perf()
+        prep: Prepared = frame.prepared
         if prep.skip:
             s.skipped += 1
             s.skipped_reasons[prep.skip] = s.skipped_reasons.get(prep.skip, 0) + 1
@@ -452,7 +475,7 @@ class LiveSession:
         outputs = self.live_outputs
         want_frames = any(o.wants_frames for o in outputs)
         stage = self.output_stage
-        infer_s = [0.0, 0.0]
+        infer_s = [0.0, 0.0, 0.0]  # tensor seconds, model seconds, when the model started
         try:
             if prep.error is not None:
                 raise prep.error
@@ -496,10 +519,18 @@ class LiveSession:
             except Exception as exc:
                 self._output_failed(out, exc)
         if stage is not None and want_frames:
-            stage.offer(OutputItem(prep, decision, latency, record, frame.t_capture))
+            stage.offer(OutputItem(prep, decision, latency, record, frame.t_capture, stamps=stamps))
         t5 = perf()
+        stamps[5], stamps[6] = t3, t5  # label decided, handed to the outputs
+        if decision.inferred:
+            stamps[3], stamps[4] = infer_s[2], infer_s[2] + infer_s[1]  # inference start, end
         if want_frames and stage is None:
             self.overlay_latency.add((t5 - frame.t_capture) * 1000.0)
+            stamps[7], stamps[8], stamps[9] = t3, t4, t5
+        if self.trace is not None:
+            self.trace.append((frame.index, frame.t_capture, stamps))
+        if not pipelined:
+            self.after_prepare()
 
         self.latency[n % TIMING_WINDOW] = latency * 1000.0
         t = self.times
@@ -512,7 +543,7 @@ class LiveSession:
             t.add("overlay", t4 - t3)
         t.add("outputs", t5 - t4)
         # the work spent on this frame (in the pipeline the sector/preprocess part ran in the other thread)
-        t.add("total", prep.sector_s + prep.preprocess_s + (t5 - t2) if frame.prepared is not None else t5 - t0)
+        t.add("total", prep.sector_s + prep.preprocess_s + (t5 - t2) if pipelined else t5 - t0)
         self.heartbeat()
         if t5 >= self._next_log:
             self._next_log = t5 + self.config.log_every_s
@@ -527,7 +558,7 @@ class LiveSession:
         x = prep.tensor(self.info)
         tb = time.perf_counter()
         p = to_probabilities(self.runner.infer(x), self.info)[0]
-        infer_s[0], infer_s[1] = tb - ta, time.perf_counter() - tb
+        infer_s[0], infer_s[1], infer_s[2] = tb - ta, time.perf_counter() - tb, tb
         return p
 
     def _draw(self, item: OutputItem) -> np.ndarray:
@@ -550,7 +581,7 @@ class LiveSession:
         item = stage.to_show.take()
         if item is None:
             return
-        shown, record, t_capture = item
+        shown, record, t_capture, stamps = item
         windows = [o for o in self.live_outputs if o.wants_frames and o.main_thread]
         for out in windows:
             try:
@@ -561,7 +592,10 @@ class LiveSession:
             except Exception as exc:
                 self._output_failed(out, exc)
         if record is not None and windows:
-            self.overlay_latency.add((time.perf_counter() - t_capture) * 1000.0)
+            t = time.perf_counter()
+            self.overlay_latency.add((t - t_capture) * 1000.0)
+            if stamps is not None:
+                stamps[9] = t
 
     def collect(self) -> None:
         """Report, once each, what the output thread queued: outputs that failed, frames whose overlay failed."""
@@ -804,16 +838,20 @@ def run_loop(
     runner: Any = None,
     extra_outputs: Sequence[Output] = (),
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    trace: Any = None,
 ) -> RunSummary:
     """Run the live loop until the input ends, ``max_frames``/``max_seconds``, a signal, or ``stop_event``.
 
     ``source_factory`` (tests, custom inputs) opens a FrameSource instead of ``config.input``;
     ``runner`` replaces the model file's runner; ``extra_outputs`` are written like URI outputs.
+    ``trace`` (a list or deque) gets ``(frame index, capture time, stamps)`` of every labelled frame
+    (see :data:`edge.live.capture.STAMPS`; benchmarks look at where the slowest frames lost their time).
     """
     config.validate()
     stop = stop_event or threading.Event()
     factory, live, described = _input(config, source_factory, live)
     with LiveSession(config, runner) as session:
+        session.trace = trace
         session.summary.source = described
         session.source = source = factory()
         fps = float(getattr(source, "fps", 0.0) or 0.0)
@@ -822,7 +860,7 @@ def run_loop(
         capture: Any = CaptureThread(source, factory, live=live, pace_fps=None if live else src.pace_fps(fps), loop=src.loop,
                                      reconnect_max_s=src.reconnect_max_s, reconnect_tries=src.reconnect_tries)
         if config.pipeline:  # the loop reads the second stage exactly like the capture thread
-            capture = PrepareThread(capture, session.prepare)
+            capture = PrepareThread(capture, session.prepare, after=session.after_prepare)
         session.capture = capture
         with _Signals(stop) as signals:
             session.start()

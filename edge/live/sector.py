@@ -23,6 +23,7 @@ Only numpy and OpenCV are used (imported when first needed).
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -372,6 +373,7 @@ class SectorTracker:
         recent: int = 6,
         settle_checks: int = 8,
         config: DetectorConfig | None = None,
+        defer_checks: bool = False,
     ):
         if redetect_every < 1 or history_every < 1 or confirm_checks < 1 or history < 1 or ever_blocks < 1:
             raise FetalPlanesError(
@@ -410,6 +412,10 @@ class SectorTracker:
         self._chrome: np.ndarray | None = None  # thumbnail cells outside the box
         self._chrome_changed = False
         self._acquiring = True  # until the first box has settled
+        self.defer_checks = defer_checks
+        self._deferred: tuple[np.ndarray, tuple[int, int]] | None = None  # a check update() left for run_deferred()
+        self._deferred_error: Exception | None = None
+        self.deferred_s = 0.0  # seconds spent in deferred checks not yet reported (see pop_deferred_seconds)
 
     def _forget(self) -> None:
         """Drop the history (new layout): detections start again from the frames that follow."""
@@ -469,6 +475,11 @@ class SectorTracker:
                 hint="skip empty or corrupt frames before sector tracking",
                 exit_code=EXIT_USAGE,
             )
+        if self._deferred is not None:  # nobody ran the last frame's check: run it now, before this frame
+            self.run_deferred()
+        if self._deferred_error is not None:
+            exc, self._deferred_error = self._deferred_error, None
+            raise exc
         self._frame += 1
         if self.roi is not None:
             return self.roi
@@ -504,11 +515,41 @@ class SectorTracker:
         if fresh:
             self._remember(cell_maps(frame, self.config))  # this frame's work: the maps ...
         if due and self._hist and (not fresh or self.history_every == 1 or self.is_fallback):
-            self._check(thumb, shape)  # ... or a detection on the maps kept
+            if self.defer_checks:  # ... or a detection on the maps kept (now, or after the frame was handed on)
+                self._deferred = (thumb, shape)
+            else:
+                self._check(thumb, shape)
         if self.box is None or self.is_fallback:
             self.box = self._last_good or Box(0, 0, shape[1], shape[0])
             self.is_fallback = self._last_good is None
         return self.box
+
+    def run_deferred(self) -> bool:
+        """Run the detection :meth:`update` left pending (``defer_checks``); True when one ran.
+
+        The live loop calls this after the frame was handed on (the pipeline's thread while the model runs),
+        so a detection (a few milliseconds) never delays the frame that triggered it; what it finds applies
+        from the next frame on, as it would without deferring had the check come one frame later."""
+        if self._deferred is None:
+            return False
+        t0 = time.perf_counter()
+        thumb, shape = self._deferred
+        self._deferred = None
+        try:
+            self._check(thumb, shape)
+            if self.box is None or self.is_fallback:
+                self.box = self._last_good or Box(0, 0, shape[1], shape[0])
+                self.is_fallback = self._last_good is None
+        except Exception as exc:  # reported by the next update(), as that frame's error (the loop counts it)
+            self._deferred_error = exc
+        finally:
+            self.deferred_s += time.perf_counter() - t0
+        return True
+
+    def pop_deferred_seconds(self) -> float:
+        """Seconds spent in deferred detections since the last call (the loop adds them to the sector stage)."""
+        s, self.deferred_s = self.deferred_s, 0.0
+        return s
 
     def _adopt(self, det: Box, count_change: bool, thumb: np.ndarray, shape: tuple[int, int]) -> None:
         if count_change:
