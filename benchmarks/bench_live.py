@@ -95,7 +95,10 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
     cfg.source.pace = spec["pace"]
     cfg.source.loop = bool(spec.get("loop"))
     apply_tuning(spec.get("tuning") or {})
-    trace: list | None = [] if spec.get("trace") else None
+    import inspect
+
+    # a checkout from before the trace existed (the "before" of a side-by-side run) runs without it
+    trace: list | None = [] if spec.get("trace") and "trace" in inspect.signature(run_loop).parameters else None
     kw = {"trace": trace} if trace is not None else {}
     cpu0, wall0 = time.process_time(), time.perf_counter()
     summary = run_loop(cfg, extra_outputs=[NullWindow()], **kw)
@@ -124,6 +127,11 @@ def apply_tuning(tuning: dict[str, Any]) -> None:
     if tuning.get("gc_freeze"):
         gc.collect()
         gc.freeze()
+    for key, value in tuning.items():  # loop.NAME=value: a module constant of edge.live.loop (a default of ours)
+        if key.startswith("loop."):
+            import edge.live.loop as loop_module
+
+            setattr(loop_module, key[5:], value)
 
 
 #: the segments of a frame's trace: (name, from stamp, to stamp); stamps as edge.live.capture.STAMPS, "capture" first
@@ -634,6 +642,132 @@ def write_results(result: dict[str, Any], out_dir: Path, stem: str = "live") -> 
     return common.write_results(result, out_dir, stem, markdown, plot)
 
 
+# ----------------------------------------------------------------------------- side by side (tuning)
+def parse_variant(text: str) -> dict[str, Any]:
+    """``NAME=REPO[:key=value,...]`` -> a variant: its name, the checkout whose ``edge`` it runs (``.`` = this
+    one), and the tuning knobs of :func:`apply_tuning` (``switch_interval``, ``cv_threads``, ``gc_freeze``,
+    ``loop.NAME`` for a module constant of edge.live.loop)."""
+    name, _, rest = text.partition("=")
+    repo, _, knobs = rest.partition(":")
+    tuning: dict[str, Any] = {}
+    for kv in filter(None, knobs.split(",")):
+        k, _, v = kv.partition("=")
+        tuning[k] = json.loads(v) if v not in ("", None) else True
+    repo_path = Path(__file__).resolve().parents[1] if repo in ("", ".") else Path(repo).resolve()
+    if not name or not (repo_path / "edge").is_dir():
+        raise SystemExit(f"bench_live: --compare {text!r}: expected NAME=REPO[:key=value,...] with REPO a checkout holding edge/")
+    return {"name": name, "repo": str(repo_path), "tuning": tuning}
+
+
+def run_compare(variants: Sequence[dict[str, Any]], model: str | Path, clips: Sequence[str | Path], tmp: Path,
+                frames: int = LATENCY_FRAMES, rounds: int = 2, threads: int = 2, ratio_models: dict[str, str | Path] | None = None,
+                ratio_frames: int = 400, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Variants side by side, interleaved (round -> clip -> variant), on one machine in one run.
+
+    Latency: paced at 60 fps, ``frames`` frames per run, each clip (loops), with the per-frame trace (where the
+    slowest frames lost their time); a pure-Python sleep loop paced at 60 fps for as many frames runs in the same
+    rotation (the machine's floor). Ratio (``ratio_models``): unpaced, 1 ORT thread, output thread on, the
+    live / model-only Hz of each model on each real clip (the per-model target's best setting)."""
+    out: dict[str, Any] = {"variants": list(variants), "frames": frames, "rounds": rounds, "threads": threads,
+                           "load_average": {"start": common.load_average()}, "latency": [], "floor": [], "ratio": []}
+    for rnd in range(rounds):
+        for v in clips:
+            facts = video_facts(v)
+            fl = run_child({"floor": True, "frames": frames, "fps": 60.0, "video": "floor", "mode": "floor"})
+            out["floor"].append({"round": rnd, "load": common.load_average(), **(fl.get("floor") or {"error": fl.get("error")})})
+            for var in variants:
+                spec = {"video": str(v), "mode": "paced-60", "pace": "60", "model": str(model), "threads": threads,
+                        "jsonl": str(tmp / "c.jsonl"), "max_frames": frames, "loop": True, "trace": True,
+                        "repo": var["repo"], "tuning": var["tuning"]}
+                r = run_child(spec)
+                row = row_of(r)
+                row.update({"variant": var["name"], "round": rnd, "name": Path(v).name, "width": facts["width"],
+                            "height": facts["height"], "load": common.load_average(), "trace": r.get("trace")})
+                out["latency"].append(row)
+                o = row.get("overlay_latency") or {}
+                log(f"  round {rnd} {var['name']:<14} {Path(v).name[:40]:<40} p50 {common.fmt(o.get('p50_ms'), 2)} "
+                    f"p99 {common.fmt(o.get('p99_ms'), 2)} p99.9 {common.fmt(o.get('p99.9_ms'), 2)} max {common.fmt(o.get('max_ms'), 2)} "
+                    f"ms  (floor p99.9 {common.fmt(out['floor'][-1].get('p99.9_ms'), 2)}, load {common.fmt(row['load'], 2)})"
+                    if "error" not in row else f"  ERROR {row['error']}")
+        for arch, m in (ratio_models or {}).items():
+            for v in clips:
+                if not is_real_640x480(v):
+                    continue
+                for var in variants:
+                    spec = {"video": str(v), "mode": "unpaced", "pace": "off", "model": str(m), "threads": 1,
+                            "output_thread": True, "spin": False, "loop": True, "jsonl": str(tmp / "r.jsonl"),
+                            "max_frames": ratio_frames, "model_seconds": 1.0, "repo": var["repo"], "tuning": var["tuning"]}
+                    row = row_of(run_child(spec))
+                    row.update({"variant": var["name"], "round": rnd, "model": arch, "name": Path(v).name})
+                    out["ratio"].append(row)
+                    log(f"  round {rnd} {var['name']:<14} {arch:<20} {Path(v).name[:40]:<40} " + (
+                        f"{row['hz']:7.1f} Hz / model-only {row['model_only_hz']:7.1f} Hz = {row['live_over_model']:.2f}; "
+                        f"sector+pre {common.fmt(row['sector_preprocess_ms'], 2)} temporal {common.fmt(row['temporal_ms'], 2)} "
+                        f"overlay {common.fmt(row['overlay_ms'], 2)} ms" if "error" not in row else f"ERROR {row['error']}"))
+    out["load_average"]["end"] = common.load_average()
+    return out
+
+
+def compare_markdown(res: dict[str, Any]) -> str:
+    """The side-by-side run as markdown tables (medians over rounds; worst round in brackets)."""
+    import numpy as np
+
+    f = common.fmt
+    names = [v["name"] for v in res["variants"]]
+    la = res["load_average"]
+    lines = [f"Side by side, interleaved (round -> clip -> variant), {res['rounds']} rounds, {res['frames']} frames per "
+             f"latency run, ORT {res['threads']} threads; load average {f(la.get('start'), 2)} at the start, "
+             f"{f(la.get('end'), 2)} at the end. Variants: " + "; ".join(
+                 f"`{v['name']}` = {Path(v['repo']).name} {json.dumps(v['tuning']) if v['tuning'] else ''}".strip() for v in res["variants"]), "",
+             "### Capture-to-overlay latency, paced at 60 fps (ms; median of the rounds, worst round in brackets)", "",
+             "| clip | variant | p50 | p99 | p99.9 | max | p99.9 after the first 2 s | slowest frames lost most in |",
+             "|---|---|---|---|---|---|---|---|"]
+    clips = list(dict.fromkeys(r["name"] for r in res["latency"]))
+    for c in clips:
+        for n in names:
+            rows = [r for r in res["latency"] if r["name"] == c and r["variant"] == n and "error" not in r]
+            if not rows:
+                lines.append(f"| {c} | {n} | no run ||||||")
+                continue
+
+            def cell(key: str) -> str:
+                v = [r["overlay_latency"].get(key) for r in rows if r.get("overlay_latency")]
+                return f"{np.median(v):.2f} ({max(v):.2f})" if v else "-"
+            late = [r["trace"]["after_warmup"]["p99.9_ms"] for r in rows if (r.get("trace") or {}).get("after_warmup")]
+            where: dict[str, int] = {}
+            for r in rows:
+                for s in (r.get("trace") or {}).get("slowest", [])[:3]:
+                    if s.get("worst_segment"):
+                        where[s["worst_segment"]] = where.get(s["worst_segment"], 0) + 1
+            lines.append(f"| {c} | {n} | {cell('p50_ms')} | {cell('p99_ms')} | {cell('p99.9_ms')} | {cell('max_ms')} | "
+                         + (f"{np.median(late):.2f} ({max(late):.2f})" if late else "-") + " | "
+                         + ", ".join(f"{k} x{v}" for k, v in sorted(where.items(), key=lambda kv: -kv[1])) + " |")
+    fl = [r for r in res["floor"] if "error" not in r]
+    if fl:
+        lines += ["", f"Machine floor (a pure-Python loop sleeping to a 60 fps deadline, {res['frames']} periods per run, "
+                  f"{len(fl)} runs in the same rotation): lateness p50 {np.median([r['p50_ms'] for r in fl]):.3f} ms, "
+                  f"p99 {np.median([r['p99_ms'] for r in fl]):.3f} ms, p99.9 median {np.median([r['p99.9_ms'] for r in fl]):.3f} ms "
+                  f"(worst {max(r['p99.9_ms'] for r in fl):.3f}), max {max(r['max_ms'] for r in fl):.3f} ms."]
+    if res.get("ratio"):
+        lines += ["", "### Live / model-only Hz, unpaced, 1 ORT thread, output thread on (median of the rounds; worst clip)", "",
+                  "| model | variant | worst-clip ratio | median Hz / model-only Hz | sector+pre ms | infer ms | temporal ms | overlay ms |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for arch in dict.fromkeys(r["model"] for r in res["ratio"]):
+            for n in names:
+                rows = [r for r in res["ratio"] if r["model"] == arch and r["variant"] == n and r.get("live_over_model")]
+                if not rows:
+                    continue
+                per_clip: dict[str, list[float]] = {}
+                for r in rows:
+                    per_clip.setdefault(r["name"], []).append(r["live_over_model"])
+                worst = min(float(np.median(v)) for v in per_clip.values())
+                med = lambda k: float(np.median([r[k] for r in rows if r.get(k) is not None]))  # noqa: E731
+                lines.append(f"| {arch} | {n} | {worst:.2f} | {med('hz'):.0f} / {med('model_only_hz'):.0f} | "
+                             f"{med('sector_preprocess_ms'):.2f} | {med('infer_ms'):.2f} | {med('temporal_ms'):.2f} | "
+                             f"{med('overlay_ms'):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 # ----------------------------------------------------------------------------- models and clips
 def default_model(work: Path, log: Callable[[str], None] = print) -> Path:
     """MobileNetV3-small at 224 px from bench_models' cache (trained there if absent): the fastest ORT file of it."""
@@ -677,6 +811,15 @@ def main(argv=None) -> int:
     p.add_argument("--matrix", action=argparse.BooleanOptionalAction, default=None,
                    help="also run bench_models' three models x settings on the real 640x480 clips (default: on when "
                         "--model is not given)")
+    p.add_argument("--compare", action="append", metavar="NAME=REPO[:k=v,...]",
+                   help="side by side instead of the full benchmark: variants (a checkout's edge and tuning knobs, e.g. "
+                        "before=/tmp/base after=. after-si5=.:switch_interval=0.005), interleaved, paced at 60 fps with "
+                        "the per-frame trace and the machine's floor; writes live_compare.{json,md} (not live.*)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of a --compare run (default 2)")
+    p.add_argument("--ratio", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --compare: also the live / model-only ratios (MobileNetV3-small, MobileNetV2; unpaced)")
+    p.add_argument("--hdmi", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --compare: also the 1920x1080 60 fps clip")
     args = p.parse_args(argv)
     if args.child:
         spec = json.loads(args.child)
@@ -687,6 +830,8 @@ def main(argv=None) -> int:
         print(f"bench_live: --sononet {args.sononet}: no such file", file=sys.stderr)
         return 2
     frames = args.latency_frames if args.latency_frames is not None else (300 if args.quick else LATENCY_FRAMES)
+    if args.compare:
+        return compare_main(args, frames)
     if args.model:
         model = args.model
     elif args.untrained:
@@ -715,6 +860,31 @@ def main(argv=None) -> int:
     paths = write_results(result, args.out)
     print(paths["md"].read_text())
     print("results: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def compare_main(args: argparse.Namespace, frames: int) -> int:
+    """``--compare``: the variants side by side on the real 640x480 clips (and a 1920x1080 one)."""
+    import bench_models
+
+    variants = [parse_variant(t) for t in args.compare]
+    model = args.model or bench_models.untrained_fp32("mobilenet_v3_small", args.work)
+    if args.videos:
+        clips = [Path(v) for v in args.videos.split(",") if v]
+    else:
+        clips = sorted(v for v in SHARED_VIDEOS.glob("*") if v.suffix.lower() in VIDEO_SUFFIXES and is_real_640x480(v))
+    ratio_models = ({arch: bench_models.untrained_fp32(arch, args.work) for arch in ("mobilenet_v3_small", "mobilenet_v2")}
+                    if args.ratio else None)
+    with tempfile.TemporaryDirectory(prefix="fetalplanes-bench-compare-") as tmp:
+        run_clips = list(clips) + ([hdmi_clip(clips[0], Path(tmp))] if args.hdmi and clips else [])
+        res = run_compare(variants, model, run_clips, Path(tmp), frames, args.rounds, args.threads, ratio_models)
+    res.update({"kind": "fetalplanes-bench-live-compare", "machine": common.machine_stamp(), "model": str(model)})
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    common.write_json(out / "live_compare.json", res)
+    md = compare_markdown(res)
+    (out / "live_compare.md").write_text(common.portable_paths(md), encoding="utf-8")
+    print(md)
     return 0
 
 

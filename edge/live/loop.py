@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -53,6 +54,11 @@ log = logging.getLogger("fetalplanes.live")
 TIMING_WINDOW = 8192  # frames kept for the per-stage percentiles
 MIN_SIDE = 16  # frames smaller than this (either side) are skipped as corrupt
 MAX_CONSECUTIVE_ERRORS = 100
+WARM_UP_RUNS = 2  # model runs on a blank input before the first frame (LiveSession.warm_up)
+#: Python's thread switch interval while :func:`run_loop` runs (seconds; None = Python's, 0.005): how long a
+#: thread that runs Python code keeps the GIL when another thread (capture, preparation, output, the loop)
+#: waits for it, i.e. the worst hand-over delay between the stages (restored when the loop ends)
+SWITCH_INTERVAL_S: float | None = 0.001
 FREEZE_THUMB = 96  # freeze detection compares 96-191 px thumbnails of the sector (what TemporalConfig.freeze_diff is tuned for)
 #: per-frame stages; with the output thread "overlay" and "frame_outputs" run in that thread, "outputs" is what
 #: the loop's thread spends on outputs (records written, the frame handed over) and "total" the loop's work only
@@ -353,6 +359,7 @@ class LiveSession:
 
     def __init__(self, config: RunConfig, runner: Any = None):
         self.config = config
+        self._own_runner = runner is None  # a runner given by the caller is the caller's to warm up
         self.runner = runner if runner is not None else open_model(config)
         self.runner.activate()
         self.info = self.runner.info
@@ -411,6 +418,7 @@ class LiveSession:
         The output thread follows the input's rule: lossless for unpaced files (waits for room), newest
         first otherwise; it wakes the loop (``capture.slot.wake()``) when a window has a frame to show.
         """
+        self.warm_up()
         self._t_start = time.perf_counter()
         self._next_log = self._t_start + self.config.log_every_s if self.config.log_every_s > 0 else float("inf")
         self.state = "running"
@@ -421,6 +429,22 @@ class LiveSession:
                 wake=getattr(slot, "wake", lambda: None), timed=self.times.add,
                 done=lambda t_capture: self.overlay_latency.add((time.perf_counter() - t_capture) * 1000.0))
             self.output_stage.start()
+
+    def warm_up(self) -> None:
+        """Before the first frame: run the model :data:`WARM_UP_RUNS` times on a blank input and draw one overlay.
+
+        The first model run allocates its buffers and the first text drawn loads the font: without this the
+        first frames of a run are 10-30 ms late (measured: benchmarks/results/live_tuning.md). Only a runner
+        the session opened itself is warmed up (a caller's runner may count its calls); a failure here is
+        left for the first frame to report."""
+        try:
+            if self._own_runner and WARM_UP_RUNS:
+                x = np.zeros(self.info.input_shape(1), np.float32)
+                for _ in range(WARM_UP_RUNS):
+                    self.runner.infer(x)
+            draw_overlay(np.zeros((480, 640, 3), np.uint8), "warm-up", 0.5, "ok", 0.0, 0.0, [0, 0, 64, 64], [("a", 0.5)])
+        except Exception as exc:  # pragma: no cover - the first frame reports a real fault
+            log.debug("warm-up failed: %s", exc)
 
     def __enter__(self) -> "LiveSession":
         return self
@@ -848,6 +872,16 @@ def run_loop(
     (see :data:`edge.live.capture.STAMPS`; benchmarks look at where the slowest frames lost their time).
     """
     config.validate()
+    switch = sys.getswitchinterval()
+    if SWITCH_INTERVAL_S:
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+    try:
+        return _run_loop(config, stop_event, source_factory, live, runner, extra_outputs, on_record, trace)
+    finally:
+        sys.setswitchinterval(switch)
+
+
+def _run_loop(config, stop_event, source_factory, live, runner, extra_outputs, on_record, trace) -> RunSummary:
     stop = stop_event or threading.Event()
     factory, live, described = _input(config, source_factory, live)
     with LiveSession(config, runner) as session:
