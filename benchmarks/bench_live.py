@@ -100,8 +100,23 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
     # a checkout from before the trace existed (the "before" of a side-by-side run) runs without it
     trace: list | None = [] if spec.get("trace") and "trace" in inspect.signature(run_loop).parameters else None
     kw = {"trace": trace} if trace is not None else {}
+    import gc
+
+    pauses: list[tuple[int, float]] = []  # (generation, ms) of every garbage collection during the loop
+    started = [0.0]
+
+    def gc_probe(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((int(info["generation"]), (time.perf_counter() - started[0]) * 1000.0))
+
+    gc.callbacks.append(gc_probe)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     summary = run_loop(cfg, extra_outputs=[NullWindow()], **kw)
+    gc.callbacks.remove(gc_probe)
+    out["gc"] = {f"gen{g}": {"count": sum(1 for x in pauses if x[0] == g),
+                             "max_ms": round(max([x[1] for x in pauses if x[0] == g], default=0.0), 3)} for g in (0, 1, 2)}
     out["cpu_s"], out["wall_s"] = time.process_time() - cpu0, time.perf_counter() - wall0
     out["summary"] = summary.to_dict()
     if trace is not None:
@@ -682,7 +697,8 @@ def run_compare(variants: Sequence[dict[str, Any]], model: str | Path, clips: Se
                 r = run_child(spec)
                 row = row_of(r)
                 row.update({"variant": var["name"], "round": rnd, "name": Path(v).name, "width": facts["width"],
-                            "height": facts["height"], "load": common.load_average(), "trace": r.get("trace")})
+                            "height": facts["height"], "load": common.load_average(), "trace": r.get("trace"),
+                            "gc": r.get("gc")})
                 out["latency"].append(row)
                 o = row.get("overlay_latency") or {}
                 log(f"  round {rnd} {var['name']:<14} {Path(v).name[:40]:<40} p50 {common.fmt(o.get('p50_ms'), 2)} "
@@ -742,6 +758,11 @@ def compare_markdown(res: dict[str, Any]) -> str:
             lines.append(f"| {c} | {n} | {cell('p50_ms')} | {cell('p99_ms')} | {cell('p99.9_ms')} | {cell('max_ms')} | "
                          + (f"{np.median(late):.2f} ({max(late):.2f})" if late else "-") + " | "
                          + ", ".join(f"{k} x{v}" for k, v in sorted(where.items(), key=lambda kv: -kv[1])) + " |")
+    gcs = [r["gc"] for r in res["latency"] if r.get("gc")]
+    if gcs:
+        lines += ["", "Garbage collections during the latency runs (all variants, " + f"{len(gcs)} runs): " + ", ".join(
+            f"generation {g}: {sum(x[f'gen{g}']['count'] for x in gcs)} in all, longest {max(x[f'gen{g}']['max_ms'] for x in gcs):.2f} ms"
+            for g in (0, 1, 2)) + "."]
     fl = [r for r in res["floor"] if "error" not in r]
     if fl:
         lines += ["", f"Machine floor (a pure-Python loop sleeping to a 60 fps deadline, {res['frames']} periods per run, "

@@ -59,6 +59,10 @@ WARM_UP_RUNS = 2  # model runs on a blank input before the first frame (LiveSess
 #: thread that runs Python code keeps the GIL when another thread (capture, preparation, output, the loop)
 #: waits for it, i.e. the worst hand-over delay between the stages (restored when the loop ends)
 SWITCH_INTERVAL_S: float | None = 0.001
+#: OpenCV's worker threads while :func:`run_loop` runs (None = OpenCV's default, one per core): resize and
+#: colour conversion of one frame are split across them, and on a small box those workers wait for cores that
+#: the model and the other stages hold (restored when the loop ends)
+CV_THREADS: int | None = None
 FREEZE_THUMB = 96  # freeze detection compares 96-191 px thumbnails of the sector (what TemporalConfig.freeze_diff is tuned for)
 #: per-frame stages; with the output thread "overlay" and "frame_outputs" run in that thread, "outputs" is what
 #: the loop's thread spends on outputs (records written, the frame handed over) and "total" the loop's work only
@@ -872,13 +876,22 @@ def run_loop(
     (see :data:`edge.live.capture.STAMPS`; benchmarks look at where the slowest frames lost their time).
     """
     config.validate()
-    switch = sys.getswitchinterval()
+    switch, cv_threads = sys.getswitchinterval(), None
     if SWITCH_INTERVAL_S:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+    if CV_THREADS is not None:
+        import cv2
+
+        cv_threads = cv2.getNumThreads()
+        cv2.setNumThreads(int(CV_THREADS))
     try:
         return _run_loop(config, stop_event, source_factory, live, runner, extra_outputs, on_record, trace)
     finally:
         sys.setswitchinterval(switch)
+        if cv_threads is not None:
+            import cv2
+
+            cv2.setNumThreads(cv_threads)
 
 
 def _run_loop(config, stop_event, source_factory, live, runner, extra_outputs, on_record, trace) -> RunSummary:

@@ -374,11 +374,13 @@ class SectorTracker:
         settle_checks: int = 8,
         config: DetectorConfig | None = None,
         defer_checks: bool = False,
+        steady_factor: int = 2,
     ):
-        if redetect_every < 1 or history_every < 1 or confirm_checks < 1 or history < 1 or ever_blocks < 1:
+        if redetect_every < 1 or history_every < 1 or confirm_checks < 1 or history < 1 or ever_blocks < 1 or steady_factor < 1:
             raise FetalPlanesError(
                 f"SectorTracker: redetect_every={redetect_every}, history_every={history_every}, "
-                f"confirm_checks={confirm_checks}, history={history}, ever_blocks={ever_blocks} must all be >= 1",
+                f"confirm_checks={confirm_checks}, history={history}, ever_blocks={ever_blocks}, "
+                f"steady_factor={steady_factor} must all be >= 1",
                 hint="use positive frame counts",
                 exit_code=EXIT_USAGE,
             )
@@ -388,6 +390,7 @@ class SectorTracker:
         self.confirm_checks = confirm_checks
         self.chrome_change = chrome_change
         self.history_every = history_every
+        self.steady_factor = steady_factor  # once settled: maps and checks this many times less often
         self.settle_checks = settle_checks
         self.recent = max(2, recent)  # maps the layout-change check looks at
         self.config = config or DetectorConfig()
@@ -511,7 +514,8 @@ class SectorTracker:
                 self._chrome_changed = True
                 self._due = self._frame
         due = self._frame >= self._due
-        fresh = self._frame % self.history_every == 0 or (due and not self._hist)
+        every = self.history_every * (self.steady_factor if self.steady else 1)
+        fresh = self._frame % every == 0 or (due and not self._hist)
         if fresh:
             self._remember(cell_maps(frame, self.config))  # this frame's work: the maps ...
         if due and self._hist and (not fresh or self.history_every == 1 or self.is_fallback):
@@ -523,6 +527,13 @@ class SectorTracker:
             self.box = self._last_good or Box(0, 0, shape[1], shape[0])
             self.is_fallback = self._last_good is None
         return self.box
+
+    @property
+    def steady(self) -> bool:
+        """Settled on a box, nothing pending: maps and checks ``steady_factor`` times less often (a changed
+        screen chrome or a different detection ends it at once)."""
+        return (self.steady_factor > 1 and not self._acquiring and self._pending is None and self._pending_n == 0
+                and self._settle >= self.settle_checks and self.box is not None and not self.is_fallback)
 
     def run_deferred(self) -> bool:
         """Run the detection :meth:`update` left pending (``defer_checks``); True when one ran.
@@ -627,4 +638,4 @@ class SectorTracker:
         if self._chrome is None or self._chrome.shape != thumb.shape:
             self._chrome = self._chrome_mask(thumb, shape)
         soon = self._pending is not None or self._settle < self.settle_checks or self.is_fallback
-        self._due = self._frame + (self.history_every if soon else self.redetect_every)
+        self._due = self._frame + (self.history_every if soon else self.redetect_every * (self.steady_factor if self.steady else 1))

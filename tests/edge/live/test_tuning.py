@@ -237,3 +237,18 @@ def test_parse_variant():
     assert v["tuning"] == {"switch_interval": 0.0005, "cv_threads": 1, "gc_freeze": True}
     with pytest.raises(SystemExit):
         b.parse_variant("x=/nonexistent")
+
+
+def test_settled_tracker_works_half_as_often_and_keeps_its_box(real_videos):
+    frames = read_frames(clip(real_videos), 180)
+    busy, steady = SectorTracker(steady_factor=1), SectorTracker()
+    boxes_busy = [busy.update(f) for f in frames]
+    boxes_steady, became_steady = [], None
+    for i, f in enumerate(frames):
+        boxes_steady.append(steady.update(f))
+        if became_steady is None and steady.steady:
+            became_steady = i
+    assert not busy.steady and became_steady is not None and became_steady < 100 and steady.steady
+    assert boxes_steady[-1] == boxes_busy[-1] and steady.layout_changes == busy.layout_changes == 0
+    assert steady.detections < busy.detections  # fewer checks (and maps) once settled
+    assert set(boxes_steady[became_steady:]) == {boxes_steady[-1]}
