@@ -89,7 +89,8 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
             times.append(time.perf_counter() - t0)
         cap.release()
         out["decode_ms"] = {"mean_ms": float(np.mean(times) * 1000) if times else None, "frames": len(times)}
-    cfg = RunConfig(model=spec["model"], input=spec["video"], outputs=[spec["jsonl"]], threads=spec["threads"],
+    threads = int((spec.get("tuning") or {}).get("threads", spec["threads"]))  # a tuning run may set the loop's ORT threads
+    cfg = RunConfig(model=spec["model"], input=spec["video"], outputs=[spec["jsonl"]], threads=threads,
                     log_every_s=0.0, max_frames=spec.get("max_frames") or 0, pipeline=spec.get("pipeline", True),
                     output_thread=spec.get("output_thread", True), spin=spec.get("spin", False))
     cfg.source.pace = spec["pace"]
@@ -130,7 +131,8 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
 
 def apply_tuning(tuning: dict[str, Any]) -> None:
     """Process-wide knobs a tuning run sets before the loop: ``switch_interval`` (s, sys.setswitchinterval),
-    ``cv_threads`` (cv2.setNumThreads), ``gc_freeze`` (gc.freeze() now, after the imports)."""
+    ``cv_threads`` (cv2.setNumThreads), ``gc_freeze`` (gc.freeze() now, after the imports), ``loop.NAME`` (a
+    module constant of edge.live.loop). (``threads``, the loop's ONNX Runtime threads, is read by child_main.)"""
     import gc
 
     if tuning.get("switch_interval"):

@@ -539,6 +539,8 @@ class LiveSession:
         }
         if decision.event:
             record["event"] = decision.event
+        if stage is not None and want_frames:  # first, so the overlay is drawn while the records are written
+            stage.offer(OutputItem(prep, decision, latency, record, frame.t_capture, stamps=stamps))
         for out in outputs:  # each output on its own: one that fails does not stop the others
             if stage is not None and out.wants_frames:
                 continue  # the output thread writes it
@@ -546,8 +548,6 @@ class LiveSession:
                 out.write(shown if out.wants_frames else None, record)
             except Exception as exc:
                 self._output_failed(out, exc)
-        if stage is not None and want_frames:
-            stage.offer(OutputItem(prep, decision, latency, record, frame.t_capture, stamps=stamps))
         t5 = perf()
         stamps[5], stamps[6] = t3, t5  # label decided, handed to the outputs
         if decision.inferred:
