@@ -35,7 +35,8 @@ STATE_STOPPED = "stopped"
 
 
 #: the moments of a frame's trace (:attr:`Frame.stamps`), in order: prepare start/end (in the pipeline's
-#: thread or the loop's), taken by the loop, inference start/end, label decided, handed to the outputs,
+#: thread or the loop's), taken by the loop, inference start/end, label decided, handed on (to the output
+#: thread when there is one, else every output written),
 #: overlay start/end (the output thread's, or the loop's), shown (handed to the frame outputs / window)
 STAMPS = ("prepare_start", "prepare_end", "taken", "infer_start", "infer_end", "label", "handed",
           "overlay_start", "overlay_end", "shown")

@@ -291,6 +291,11 @@ def latency_stats(v: np.ndarray) -> dict[str, float]:
     return out
 
 
+def warm_overlay() -> None:
+    """Draw one overlay on a blank frame in the calling thread (OpenCV's per-thread set-up of anti-aliased text)."""
+    draw_overlay(np.zeros((480, 640, 3), np.uint8), "warm-up", 0.5, "ok", 0.0, 0.0, [0, 0, 64, 64], [("a", 0.5)])
+
+
 class _Signals:
     """SIGINT/SIGTERM -> a stop event, while the loop runs (main thread only)."""
 
@@ -431,14 +436,17 @@ class LiveSession:
             self.output_stage = OutputThread(
                 self._draw, self._frame_outputs, self._window_waits, lossless=bool(getattr(self.capture, "lossless", False)),
                 wake=getattr(slot, "wake", lambda: None), timed=self.times.add,
-                done=lambda t_capture: self.overlay_latency.add((time.perf_counter() - t_capture) * 1000.0))
+                done=lambda t_capture: self.overlay_latency.add((time.perf_counter() - t_capture) * 1000.0),
+                warm_up=warm_overlay)
             self.output_stage.start()
+            self.output_stage.ready.wait(5.0)  # the first frame finds the thread warm
 
     def warm_up(self) -> None:
         """Before the first frame: run the model :data:`WARM_UP_RUNS` times on a blank input and draw one overlay.
 
-        The first model run allocates its buffers and the first text drawn loads the font: without this the
-        first frames of a run are 10-30 ms late (measured: benchmarks/results/live_tuning.md). Only a runner
+        The first model run allocates its buffers, and OpenCV's first anti-aliased text in a thread costs
+        30-90 ms (per thread: the output thread warms itself up the same way, :func:`warm_overlay`); without
+        this the first frame's overlay is that late (benchmarks/results/live_tuning.md). Only a runner
         the session opened itself is warmed up (a caller's runner may count its calls); a failure here is
         left for the first frame to report."""
         try:
@@ -446,7 +454,7 @@ class LiveSession:
                 x = np.zeros(self.info.input_shape(1), np.float32)
                 for _ in range(WARM_UP_RUNS):
                     self.runner.infer(x)
-            draw_overlay(np.zeros((480, 640, 3), np.uint8), "warm-up", 0.5, "ok", 0.0, 0.0, [0, 0, 64, 64], [("a", 0.5)])
+            warm_overlay()
         except Exception as exc:  # pragma: no cover - the first frame reports a real fault
             log.debug("warm-up failed: %s", exc)
 
@@ -540,6 +548,7 @@ class LiveSession:
         if decision.event:
             record["event"] = decision.event
         if stage is not None and want_frames:  # first, so the overlay is drawn while the records are written
+            stamps[6] = perf()  # handed to the output thread
             stage.offer(OutputItem(prep, decision, latency, record, frame.t_capture, stamps=stamps))
         for out in outputs:  # each output on its own: one that fails does not stop the others
             if stage is not None and out.wants_frames:
@@ -549,7 +558,9 @@ class LiveSession:
             except Exception as exc:
                 self._output_failed(out, exc)
         t5 = perf()
-        stamps[5], stamps[6] = t3, t5  # label decided, handed to the outputs
+        stamps[5] = t3  # label decided
+        if not stamps[6]:
+            stamps[6] = t5  # handed: every output written (the output thread's hand-over is stamped above)
         if decision.inferred:
             stamps[3], stamps[4] = infer_s[2], infer_s[2] + infer_s[1]  # inference start, end
         if want_frames and stage is None:

@@ -72,7 +72,9 @@ class OutputThread(threading.Thread):
     ``draw(item) -> frame`` draws the overlay; ``outputs()`` lists the frame outputs still alive;
     ``main_thread_outputs()`` whether a window waits for the drawn frame (then it goes to
     :attr:`to_show` and ``wake()`` is called); ``timed(stage, seconds)`` and ``done(t_capture)``
-    report stage times and the capture-to-overlay moment (only from this thread).
+    report stage times and the capture-to-overlay moment (only from this thread). ``warm_up()`` runs first,
+    in this thread, before any item (:attr:`ready` is set after it): OpenCV's first anti-aliased text in a
+    thread costs 30-90 ms, which would otherwise land on the first frame's overlay.
     """
 
     def __init__(
@@ -85,8 +87,11 @@ class OutputThread(threading.Thread):
         timed: Callable[[str, float], None] = lambda stage, s: None,
         done: Callable[[float], None] = lambda t_capture: None,
         depth: int = DEPTH,
+        warm_up: Callable[[], None] | None = None,
     ):
         super().__init__(name="fetalplanes-output", daemon=True)
+        self.warm_up = warm_up  # run first, in this thread (OpenCV's first anti-aliased text costs 30-90 ms per thread)
+        self.ready = threading.Event()  # set once warm_up has run
         self.draw = draw
         self.outputs = outputs
         self.main_thread_outputs = main_thread_outputs
@@ -135,6 +140,12 @@ class OutputThread(threading.Thread):
     # --- the thread ---------------------------------------------------------------
     def run(self) -> None:
         try:
+            if self.warm_up is not None:
+                try:
+                    self.warm_up()
+                except Exception as exc:  # pragma: no cover - the first real frame reports a real fault
+                    log.debug("output thread warm-up failed: %s", exc)
+            self.ready.set()
             while True:
                 with self._cond:
                     while not self._queue and not self._stopping:
