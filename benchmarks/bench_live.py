@@ -773,8 +773,11 @@ def compare_markdown(res: dict[str, Any]) -> str:
                   f"(worst {max(r['p99.9_ms'] for r in fl):.3f}), max {max(r['max_ms'] for r in fl):.3f} ms."]
     if res.get("ratio"):
         lines += ["", "### Live / model-only Hz, unpaced, 1 ORT thread, output thread on (median of the rounds; worst clip)", "",
-                  "| model | variant | worst-clip ratio | median Hz / model-only Hz | sector+pre ms | infer ms | temporal ms | overlay ms |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "CPU ms per frame: the loop's process CPU time (all its threads, start-up included) per labelled frame, "
+                  "less sensitive to the other jobs than Hz. Stage times are means per frame (the stages overlap in the "
+                  "pipeline; a stage's time includes its waits for the GIL).", "",
+                  "| model | variant | worst-clip ratio | median Hz / model-only Hz | CPU ms per frame | sector+pre ms | infer ms | "
+                  "temporal ms | overlay ms |", "|---|---|---|---|---|---|---|---|---|"]
         for arch in dict.fromkeys(r["model"] for r in res["ratio"]):
             for n in names:
                 rows = [r for r in res["ratio"] if r["model"] == arch and r["variant"] == n and r.get("live_over_model")]
@@ -785,7 +788,8 @@ def compare_markdown(res: dict[str, Any]) -> str:
                     per_clip.setdefault(r["name"], []).append(r["live_over_model"])
                 worst = min(float(np.median(v)) for v in per_clip.values())
                 med = lambda k: float(np.median([r[k] for r in rows if r.get(k) is not None]))  # noqa: E731
-                lines.append(f"| {arch} | {n} | {worst:.2f} | {med('hz'):.0f} / {med('model_only_hz'):.0f} | "
+                cpu_ms = float(np.median([r["cpu_cores"] * 1000.0 / r["hz"] for r in rows if r.get("cpu_cores") and r.get("hz")]))
+                lines.append(f"| {arch} | {n} | {worst:.2f} | {med('hz'):.0f} / {med('model_only_hz'):.0f} | {cpu_ms:.2f} | "
                              f"{med('sector_preprocess_ms'):.2f} | {med('infer_ms'):.2f} | {med('temporal_ms'):.2f} | "
                              f"{med('overlay_ms'):.2f} |")
     return "\n".join(lines) + "\n"

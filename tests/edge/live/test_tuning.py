@@ -276,3 +276,23 @@ def test_first_overlay_is_not_late(tiny_onnx):
     col = {n: i for i, n in enumerate(STAMPS)}
     first = trace[0][2]
     assert (first[col["overlay_end"]] - first[col["overlay_start"]]) * 1000.0 < 15.0  # cold: 30-90 ms here
+
+
+def test_compare_runs_variants_side_by_side_with_trace_and_floor(tiny_onnx, tmp_path):
+    import cv2
+
+    b = _bench()
+    video = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (96, 72))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        w.write(rng.integers(0, 255, (72, 96, 3), dtype=np.uint8))
+    w.release()
+    variants = [b.parse_variant("now=."), b.parse_variant("si=.:switch_interval=0.002")]
+    res = b.run_compare(variants, tiny_onnx, [video], tmp_path, frames=30, rounds=1, threads=1, log=lambda s: None)
+    rows = res["latency"]
+    assert [r["variant"] for r in rows] == ["now", "si"] and all("error" not in r for r in rows), rows
+    assert all(r["frames"] == 30 and r["trace"]["frames"] == 30 and r["trace"]["slowest"] for r in rows)
+    assert all(r["gc"]["gen2"]["count"] >= 0 for r in rows) and res["floor"][0]["samples"] == 30
+    md = b.compare_markdown(res)
+    assert "| clip.avi | now |" in md and "| clip.avi | si |" in md and "Machine floor" in md
