@@ -270,11 +270,12 @@ class PrepareThread(threading.Thread):
     """
 
     def __init__(self, upstream: CaptureThread, prepare: Callable[[Frame], object],
-                 after: Callable[[], object] | None = None):
+                 after: Callable[[], object] | None = None, warm_up: Callable[[], object] | None = None):
         super().__init__(name="fetalplanes-prepare", daemon=True)
         self.upstream = upstream
         self.prepare = prepare
         self.after = after  # run after each frame was handed on (deferred work off the frame's latency)
+        self.warm_up = warm_up  # run once in this thread before the first frame (OpenCV's per-thread set-up)
         self.lossless = upstream.lossless
         self.slot = LatestFrame()
         self.stage_error: BaseException | None = None
@@ -330,6 +331,11 @@ class PrepareThread(threading.Thread):
     # --- thread body ---------------------------------------------------------
     def run(self) -> None:
         try:
+            if self.warm_up is not None:
+                try:
+                    self.warm_up()
+                except Exception as exc:  # pragma: no cover - the first frame reports a real fault
+                    log.debug("prepare thread warm-up failed: %s", exc)
             while not self._halt.is_set():
                 frame = self.upstream.slot.get(timeout=0.1)
                 if frame is None:

@@ -472,6 +472,17 @@ class LiveSession:
         """What the pipeline's second thread runs on each frame (sector, crop, preprocessing, tensor)."""
         return prepare_frame(frame.image, self.tracker, self.info, make_tensor=True)
 
+    def warm_prepare(self) -> None:
+        """Prepare a blank frame with a throwaway tracker, in the calling thread (the pipeline's, before its
+        first frame): OpenCV's first conversions, resizes and morphology in a thread set themselves up."""
+        from edge.live.sector import SectorTracker as Tracker
+
+        blank = np.zeros((480, 640, 3), np.uint8)
+        blank[100:380, 160:480] = 60
+        tracker = Tracker(defer_checks=True)
+        prepare_frame(blank, tracker, self.info, make_tensor=True)
+        tracker.run_deferred()
+
     def after_prepare(self) -> None:
         """After a prepared frame was handed on: the sector detection its preparation left pending (if any).
 
@@ -918,7 +929,7 @@ def _run_loop(config, stop_event, source_factory, live, runner, extra_outputs, o
         capture: Any = CaptureThread(source, factory, live=live, pace_fps=None if live else src.pace_fps(fps), loop=src.loop,
                                      reconnect_max_s=src.reconnect_max_s, reconnect_tries=src.reconnect_tries)
         if config.pipeline:  # the loop reads the second stage exactly like the capture thread
-            capture = PrepareThread(capture, session.prepare, after=session.after_prepare)
+            capture = PrepareThread(capture, session.prepare, after=session.after_prepare, warm_up=session.warm_prepare)
         session.capture = capture
         with _Signals(stop) as signals:
             session.start()

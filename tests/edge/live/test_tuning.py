@@ -296,3 +296,18 @@ def test_compare_runs_variants_side_by_side_with_trace_and_floor(tiny_onnx, tmp_
     assert all(r["gc"]["gen2"]["count"] >= 0 for r in rows) and res["floor"][0]["samples"] == 30
     md = b.compare_markdown(res)
     assert "| clip.avi | now |" in md and "| clip.avi | si |" in md and "Machine floor" in md
+
+
+def test_prepare_thread_warms_itself_up_before_the_first_frame(tiny_onnx):
+    events = []
+    cap = CaptureThread(FakeSource(moving(3, shape=(20, 24, 3))), lambda: None, live=False)
+    st = PrepareThread(cap, lambda frame: events.append(("prepare", threading.get_ident())),
+                       warm_up=lambda: events.append(("warm", threading.get_ident())))
+    st.start()
+    while not st.finished:
+        st.slot.get(timeout=0.1)
+    st.join(2.0)
+    assert [e[0] for e in events] == ["warm", "prepare", "prepare", "prepare"] and len({e[1] for e in events}) == 1
+    with LiveSession(RunConfig(model=str(tiny_onnx), input="fake", log_every_s=0)) as session:
+        session.warm_prepare()  # a blank frame through the real preparation, its own tracker
+        assert session.tracker.detections == 0 and session.tracker.box is None
