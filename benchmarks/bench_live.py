@@ -840,7 +840,7 @@ def main(argv=None) -> int:
                         "--model is not given)")
     p.add_argument("--compare", action="append", metavar="NAME=REPO[:k=v,...]",
                    help="side by side instead of the full benchmark: variants (a checkout's edge and tuning knobs, e.g. "
-                        "before=/tmp/base after=. after-si5=.:switch_interval=0.005), interleaved, paced at 60 fps with "
+                        "before=../base after=. after-si5=.:switch_interval=0.005), interleaved, paced at 60 fps with "
                         "the per-frame trace and the machine's floor; writes live_compare.{json,md} (not live.*)")
     p.add_argument("--rounds", type=int, default=2, help="rounds of a --compare run (default 2)")
     p.add_argument("--ratio", action=argparse.BooleanOptionalAction, default=True,
