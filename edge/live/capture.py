@@ -276,6 +276,7 @@ class PrepareThread(threading.Thread):
         self.prepare = prepare
         self.after = after  # run after each frame was handed on (deferred work off the frame's latency)
         self.warm_up = warm_up  # run once in this thread before the first frame (OpenCV's per-thread set-up)
+        self.ready = threading.Event()  # set once warm_up has run (start() waits for it before capturing)
         self.lossless = upstream.lossless
         self.slot = LatestFrame()
         self.stage_error: BaseException | None = None
@@ -316,8 +317,10 @@ class PrepareThread(threading.Thread):
 
     # --- control -------------------------------------------------------------
     def start(self) -> None:
-        self.upstream.start()
+        """Start this stage, let it warm up (at most 5 s), then start capturing: no frame waits for the warm-up."""
         super().start()
+        self.ready.wait(5.0)
+        self.upstream.start()
 
     def stop(self) -> None:
         self._halt.set()
@@ -336,6 +339,7 @@ class PrepareThread(threading.Thread):
                     self.warm_up()
                 except Exception as exc:  # pragma: no cover - the first frame reports a real fault
                     log.debug("prepare thread warm-up failed: %s", exc)
+            self.ready.set()
             while not self._halt.is_set():
                 frame = self.upstream.slot.get(timeout=0.1)
                 if frame is None:
@@ -354,5 +358,6 @@ class PrepareThread(threading.Thread):
             log.error("frame preparation failed: %s", exc)
             self.upstream.stop()
         finally:
+            self.ready.set()
             self._done = True
             self.slot.close()

@@ -301,9 +301,14 @@ def test_compare_runs_variants_side_by_side_with_trace_and_floor(tiny_onnx, tmp_
 def test_prepare_thread_warms_itself_up_before_the_first_frame(tiny_onnx):
     events = []
     cap = CaptureThread(FakeSource(moving(3, shape=(20, 24, 3))), lambda: None, live=False)
-    st = PrepareThread(cap, lambda frame: events.append(("prepare", threading.get_ident())),
-                       warm_up=lambda: events.append(("warm", threading.get_ident())))
+
+    def warm():
+        time.sleep(0.1)
+        events.append(("warm", threading.get_ident(), cap.ident))
+
+    st = PrepareThread(cap, lambda frame: events.append(("prepare", threading.get_ident())), warm_up=warm)
     st.start()
+    assert events[0][2] is None  # the capture thread starts only once the stage is warm (no frame waits for it)
     while not st.finished:
         st.slot.get(timeout=0.1)
     st.join(2.0)
