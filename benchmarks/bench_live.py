@@ -89,20 +89,137 @@ def child_main(spec: dict[str, Any]) -> dict[str, Any]:
             times.append(time.perf_counter() - t0)
         cap.release()
         out["decode_ms"] = {"mean_ms": float(np.mean(times) * 1000) if times else None, "frames": len(times)}
-    cfg = RunConfig(model=spec["model"], input=spec["video"], outputs=[spec["jsonl"]], threads=spec["threads"],
+    threads = int((spec.get("tuning") or {}).get("threads", spec["threads"]))  # a tuning run may set the loop's ORT threads
+    cfg = RunConfig(model=spec["model"], input=spec["video"], outputs=[spec["jsonl"]], threads=threads,
                     log_every_s=0.0, max_frames=spec.get("max_frames") or 0, pipeline=spec.get("pipeline", True),
                     output_thread=spec.get("output_thread", True), spin=spec.get("spin", False))
     cfg.source.pace = spec["pace"]
     cfg.source.loop = bool(spec.get("loop"))
+    apply_tuning(spec.get("tuning") or {})
+    import inspect
+
+    # a checkout from before the trace existed (the "before" of a side-by-side run) runs without it
+    trace: list | None = [] if spec.get("trace") and "trace" in inspect.signature(run_loop).parameters else None
+    kw = {"trace": trace} if trace is not None else {}
+    import gc
+
+    pauses: list[tuple[int, float]] = []  # (generation, ms) of every garbage collection during the loop
+    started = [0.0]
+
+    def gc_probe(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((int(info["generation"]), (time.perf_counter() - started[0]) * 1000.0))
+
+    gc.callbacks.append(gc_probe)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    summary = run_loop(cfg, extra_outputs=[NullWindow()])
+    summary = run_loop(cfg, extra_outputs=[NullWindow()], **kw)
+    gc.callbacks.remove(gc_probe)
+    out["gc"] = {f"gen{g}": {"count": sum(1 for x in pauses if x[0] == g),
+                             "max_ms": round(max([x[1] for x in pauses if x[0] == g], default=0.0), 3)} for g in (0, 1, 2)}
     out["cpu_s"], out["wall_s"] = time.process_time() - cpu0, time.perf_counter() - wall0
     out["summary"] = summary.to_dict()
+    if trace is not None:
+        out["trace"] = trace_report(trace)
     out["peak_rss_mb"] = peak_rss_mb()  # before the model-only timing
     if spec.get("model_seconds"):
         out["model_only"] = model_only_hz(spec["model"], spec["threads"], spec["model_seconds"], spec.get("model_spin"))
     out["torch_imported"] = "torch" in sys.modules
     return out
+
+
+def apply_tuning(tuning: dict[str, Any]) -> None:
+    """Process-wide knobs a tuning run sets before the loop: ``switch_interval`` (s, sys.setswitchinterval),
+    ``cv_threads`` (cv2.setNumThreads), ``gc_freeze`` (gc.freeze() now, after the imports), ``loop.NAME`` (a
+    module constant of edge.live.loop). (``threads``, the loop's ONNX Runtime threads, is read by child_main.)"""
+    import gc
+
+    if tuning.get("switch_interval"):
+        sys.setswitchinterval(float(tuning["switch_interval"]))
+    if tuning.get("cv_threads") is not None:
+        import cv2
+
+        cv2.setNumThreads(int(tuning["cv_threads"]))
+    if tuning.get("gc_freeze"):
+        gc.collect()
+        gc.freeze()
+    for key, value in tuning.items():  # loop.NAME=value: a module constant of edge.live.loop (a default of ours)
+        if key.startswith("loop."):
+            import edge.live.loop as loop_module
+
+            setattr(loop_module, key[5:], value)
+
+
+#: the segments of a frame's trace: (name, from stamp, to stamp); stamps as edge.live.capture.STAMPS, "capture" first
+TRACE_SEGMENTS = (("wait for prepare", "capture", "prepare_start"), ("prepare", "prepare_start", "prepare_end"),
+                  ("wait for loop", "prepare_end", "taken"), ("to infer", "taken", "infer_start"),
+                  ("infer", "infer_start", "infer_end"), ("temporal", "infer_end", "label"),
+                  ("record+hand", "label", "handed"), ("wait for output thread", "handed", "overlay_start"),
+                  ("overlay", "overlay_start", "overlay_end"), ("to window", "overlay_end", "shown"))
+
+
+def trace_report(trace: list, worst: int = 8, warm: int = 120) -> dict[str, Any]:
+    """Per-frame stage stamps -> each segment's p50/p99/p99.9/max (ms) and the slowest frames' segments.
+
+    Frames whose overlay was never shown (dropped) or that were not inferred (frozen image) are left out of
+    the segment statistics of the stamps they lack."""
+    import numpy as np
+
+    try:
+        from edge.live.capture import STAMPS
+    except ImportError:  # an older checkout (the before of a side-by-side run) has no trace
+        return {}
+    names = ("capture",) + tuple(STAMPS)
+    rows = np.array([[t_capture, *stamps] for _, t_capture, stamps in trace], np.float64).reshape(-1, len(names))
+    col = {n: i for i, n in enumerate(names)}
+    out: dict[str, Any] = {"frames": int(len(rows)), "segments": {}}
+    total = (rows[:, col["shown"]] - rows[:, col["capture"]]) * 1000.0
+    shown = rows[:, col["shown"]] > 0
+    for name, a, b in TRACE_SEGMENTS:
+        ok = (rows[:, col[a]] > 0) & (rows[:, col[b]] > 0)
+        v = (rows[ok, col[b]] - rows[ok, col[a]]) * 1000.0
+        if v.size:
+            out["segments"][name] = {k: round(float(np.percentile(v, q)), 3) for k, q in
+                                     (("p50_ms", 50), ("p99_ms", 99), ("p99.9_ms", 99.9))} | {"max_ms": round(float(v.max()), 3)}
+    late = shown & (np.arange(len(rows)) >= warm)
+    if late.any():  # where the tail comes from: the first ``warm`` frames (start-up) or the steady state
+        out["after_warmup"] = {"frames_skipped": warm, "p99_ms": round(float(np.percentile(total[late], 99)), 3),
+                               "p99.9_ms": round(float(np.percentile(total[late], 99.9)), 3),
+                               "max_ms": round(float(total[late].max()), 3)}
+    order = np.argsort(-np.where(shown, total, -1.0))[:worst]
+    slow = []
+    for i in order:
+        if not shown[i]:
+            continue
+        seg = {}
+        for name, a, b in TRACE_SEGMENTS:
+            if rows[i, col[a]] > 0 and rows[i, col[b]] > 0:
+                seg[name] = round(float((rows[i, col[b]] - rows[i, col[a]]) * 1000.0), 2)
+        slow.append({"frame": int(trace[i][0]), "total_ms": round(float(total[i]), 2), "segments": seg,
+                     "worst_segment": max(seg, key=seg.get) if seg else None})
+    out["slowest"] = slow
+    return out
+
+
+def sleep_floor(frames: int, fps: float = 60.0) -> dict[str, float]:
+    """The machine's own floor: a pure-Python loop sleeping to a ``fps`` deadline; how late it wakes (ms).
+
+    No code of ours runs; its p99.9 is what the scheduler (and the other jobs on the box) alone costs a paced
+    thread, so no loop can beat it."""
+    import numpy as np
+
+    period, late = 1.0 / fps, []
+    due = time.perf_counter()
+    for _ in range(frames):
+        due += period
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        late.append((time.perf_counter() - due) * 1000.0)
+    v = np.asarray(late)
+    return {"mean_ms": round(float(v.mean()), 3), **{f"p{q:g}_ms": round(float(np.percentile(v, q)), 3) for q in (50, 99, 99.9)},
+            "max_ms": round(float(v.max()), 3), "samples": int(v.size)}
 
 
 def peak_rss_mb() -> float:
@@ -148,7 +265,9 @@ def model_only_hz(model: str, threads: int, seconds: float, spin: bool | None = 
 def run_child(spec: dict[str, Any], timeout: float = 600.0) -> dict[str, Any]:
     """Run :func:`child_main` in a fresh interpreter; its last stdout line is the JSON result."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
-    repo = str(Path(__file__).resolve().parents[1])  # this checkout's `edge`, not another one installed in the venv
+    # this checkout's `edge`, not another one installed in the venv (or ``spec["repo"]``: another checkout's, the
+    # "before" of a side-by-side run)
+    repo = str(spec.get("repo") or Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(x for x in (repo, os.environ.get("PYTHONPATH", "")) if x)}
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
@@ -540,6 +659,142 @@ def write_results(result: dict[str, Any], out_dir: Path, stem: str = "live") -> 
     return common.write_results(result, out_dir, stem, markdown, plot)
 
 
+# ----------------------------------------------------------------------------- side by side (tuning)
+def parse_variant(text: str) -> dict[str, Any]:
+    """``NAME=REPO[:key=value,...]`` -> a variant: its name, the checkout whose ``edge`` it runs (``.`` = this
+    one), and the tuning knobs of :func:`apply_tuning` (``switch_interval``, ``cv_threads``, ``gc_freeze``,
+    ``loop.NAME`` for a module constant of edge.live.loop)."""
+    name, _, rest = text.partition("=")
+    repo, _, knobs = rest.partition(":")
+    tuning: dict[str, Any] = {}
+    for kv in filter(None, knobs.split(",")):
+        k, _, v = kv.partition("=")
+        tuning[k] = json.loads(v) if v not in ("", None) else True
+    repo_path = Path(__file__).resolve().parents[1] if repo in ("", ".") else Path(repo).resolve()
+    if not name or not (repo_path / "edge").is_dir():
+        raise SystemExit(f"bench_live: --compare {text!r}: expected NAME=REPO[:key=value,...] with REPO a checkout holding edge/")
+    return {"name": name, "repo": str(repo_path), "tuning": tuning}
+
+
+def run_compare(variants: Sequence[dict[str, Any]], model: str | Path, clips: Sequence[str | Path], tmp: Path,
+                frames: int = LATENCY_FRAMES, rounds: int = 2, threads: int = 2, ratio_models: dict[str, str | Path] | None = None,
+                ratio_frames: int = 400, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Variants side by side, interleaved (round -> clip -> variant), on one machine in one run.
+
+    Latency: paced at 60 fps, ``frames`` frames per run, each clip (loops), with the per-frame trace (where the
+    slowest frames lost their time); a pure-Python sleep loop paced at 60 fps for as many frames runs in the same
+    rotation (the machine's floor). Ratio (``ratio_models``): unpaced, 1 ORT thread, output thread on, the
+    live / model-only Hz of each model on each real clip (the per-model target's best setting)."""
+    out: dict[str, Any] = {"variants": list(variants), "frames": frames, "rounds": rounds, "threads": threads,
+                           "load_average": {"start": common.load_average()}, "latency": [], "floor": [], "ratio": []}
+    for rnd in range(rounds):
+        for v in clips:
+            facts = video_facts(v)
+            fl = run_child({"floor": True, "frames": frames, "fps": 60.0, "video": "floor", "mode": "floor"})
+            out["floor"].append({"round": rnd, "load": common.load_average(), **(fl.get("floor") or {"error": fl.get("error")})})
+            for var in variants:
+                spec = {"video": str(v), "mode": "paced-60", "pace": "60", "model": str(model), "threads": threads,
+                        "jsonl": str(tmp / "c.jsonl"), "max_frames": frames, "loop": True, "trace": True,
+                        "repo": var["repo"], "tuning": var["tuning"]}
+                r = run_child(spec)
+                row = row_of(r)
+                row.update({"variant": var["name"], "round": rnd, "name": Path(v).name, "width": facts["width"],
+                            "height": facts["height"], "load": common.load_average(), "trace": r.get("trace"),
+                            "gc": r.get("gc")})
+                out["latency"].append(row)
+                o = row.get("overlay_latency") or {}
+                log(f"  round {rnd} {var['name']:<14} {Path(v).name[:40]:<40} p50 {common.fmt(o.get('p50_ms'), 2)} "
+                    f"p99 {common.fmt(o.get('p99_ms'), 2)} p99.9 {common.fmt(o.get('p99.9_ms'), 2)} max {common.fmt(o.get('max_ms'), 2)} "
+                    f"ms  (floor p99.9 {common.fmt(out['floor'][-1].get('p99.9_ms'), 2)}, load {common.fmt(row['load'], 2)})"
+                    if "error" not in row else f"  ERROR {row['error']}")
+        for arch, m in (ratio_models or {}).items():
+            for v in clips:
+                if not is_real_640x480(v):
+                    continue
+                for var in variants:
+                    spec = {"video": str(v), "mode": "unpaced", "pace": "off", "model": str(m), "threads": 1,
+                            "output_thread": True, "spin": False, "loop": True, "jsonl": str(tmp / "r.jsonl"),
+                            "max_frames": ratio_frames, "model_seconds": 1.0, "repo": var["repo"], "tuning": var["tuning"]}
+                    row = row_of(run_child(spec))
+                    row.update({"variant": var["name"], "round": rnd, "model": arch, "name": Path(v).name})
+                    out["ratio"].append(row)
+                    log(f"  round {rnd} {var['name']:<14} {arch:<20} {Path(v).name[:40]:<40} " + (
+                        f"{row['hz']:7.1f} Hz / model-only {row['model_only_hz']:7.1f} Hz = {row['live_over_model']:.2f}; "
+                        f"sector+pre {common.fmt(row['sector_preprocess_ms'], 2)} temporal {common.fmt(row['temporal_ms'], 2)} "
+                        f"overlay {common.fmt(row['overlay_ms'], 2)} ms" if "error" not in row else f"ERROR {row['error']}"))
+    out["load_average"]["end"] = common.load_average()
+    return out
+
+
+def compare_markdown(res: dict[str, Any]) -> str:
+    """The side-by-side run as markdown tables (medians over rounds; worst round in brackets)."""
+    import numpy as np
+
+    f = common.fmt
+    names = [v["name"] for v in res["variants"]]
+    la = res["load_average"]
+    lines = [f"Side by side, interleaved (round -> clip -> variant), {res['rounds']} rounds, {res['frames']} frames per "
+             f"latency run, ORT {res['threads']} threads; load average {f(la.get('start'), 2)} at the start, "
+             f"{f(la.get('end'), 2)} at the end. Variants: " + "; ".join(
+                 f"`{v['name']}` = {Path(v['repo']).name} {json.dumps(v['tuning']) if v['tuning'] else ''}".strip() for v in res["variants"]), "",
+             "### Capture-to-overlay latency, paced at 60 fps (ms; median of the rounds, worst round in brackets)", "",
+             "| clip | variant | p50 | p99 | p99.9 | max | p99.9 after the first 2 s | slowest frames lost most in |",
+             "|---|---|---|---|---|---|---|---|"]
+    clips = list(dict.fromkeys(r["name"] for r in res["latency"]))
+    for c in clips:
+        for n in names:
+            rows = [r for r in res["latency"] if r["name"] == c and r["variant"] == n and "error" not in r]
+            if not rows:
+                lines.append(f"| {c} | {n} | no run ||||||")
+                continue
+
+            def cell(key: str) -> str:
+                v = [r["overlay_latency"].get(key) for r in rows if r.get("overlay_latency")]
+                return f"{np.median(v):.2f} ({max(v):.2f})" if v else "-"
+            late = [r["trace"]["after_warmup"]["p99.9_ms"] for r in rows if (r.get("trace") or {}).get("after_warmup")]
+            where: dict[str, int] = {}
+            for r in rows:
+                for s in (r.get("trace") or {}).get("slowest", [])[:3]:
+                    if s.get("worst_segment"):
+                        where[s["worst_segment"]] = where.get(s["worst_segment"], 0) + 1
+            lines.append(f"| {c} | {n} | {cell('p50_ms')} | {cell('p99_ms')} | {cell('p99.9_ms')} | {cell('max_ms')} | "
+                         + (f"{np.median(late):.2f} ({max(late):.2f})" if late else "-") + " | "
+                         + ", ".join(f"{k} x{v}" for k, v in sorted(where.items(), key=lambda kv: -kv[1])) + " |")
+    gcs = [r["gc"] for r in res["latency"] if r.get("gc")]
+    if gcs:
+        lines += ["", "Garbage collections during the latency runs (all variants, " + f"{len(gcs)} runs): " + ", ".join(
+            f"generation {g}: {sum(x[f'gen{g}']['count'] for x in gcs)} in all, longest {max(x[f'gen{g}']['max_ms'] for x in gcs):.2f} ms"
+            for g in (0, 1, 2)) + "."]
+    fl = [r for r in res["floor"] if "error" not in r]
+    if fl:
+        lines += ["", f"Machine floor (a pure-Python loop sleeping to a 60 fps deadline, {res['frames']} periods per run, "
+                  f"{len(fl)} runs in the same rotation): lateness p50 {np.median([r['p50_ms'] for r in fl]):.3f} ms, "
+                  f"p99 {np.median([r['p99_ms'] for r in fl]):.3f} ms, p99.9 median {np.median([r['p99.9_ms'] for r in fl]):.3f} ms "
+                  f"(worst {max(r['p99.9_ms'] for r in fl):.3f}), max {max(r['max_ms'] for r in fl):.3f} ms."]
+    if res.get("ratio"):
+        lines += ["", "### Live / model-only Hz, unpaced, 1 ORT thread, output thread on (median of the rounds; worst clip)", "",
+                  "CPU ms per frame: the loop's process CPU time (all its threads, start-up included) per labelled frame, "
+                  "less sensitive to the other jobs than Hz. Stage times are means per frame (the stages overlap in the "
+                  "pipeline; a stage's time includes its waits for the GIL).", "",
+                  "| model | variant | worst-clip ratio | median Hz / model-only Hz | CPU ms per frame | sector+pre ms | infer ms | "
+                  "temporal ms | overlay ms |", "|---|---|---|---|---|---|---|---|---|"]
+        for arch in dict.fromkeys(r["model"] for r in res["ratio"]):
+            for n in names:
+                rows = [r for r in res["ratio"] if r["model"] == arch and r["variant"] == n and r.get("live_over_model")]
+                if not rows:
+                    continue
+                per_clip: dict[str, list[float]] = {}
+                for r in rows:
+                    per_clip.setdefault(r["name"], []).append(r["live_over_model"])
+                worst = min(float(np.median(v)) for v in per_clip.values())
+                med = lambda k: float(np.median([r[k] for r in rows if r.get(k) is not None]))  # noqa: E731
+                cpu_ms = float(np.median([r["cpu_cores"] * 1000.0 / r["hz"] for r in rows if r.get("cpu_cores") and r.get("hz")]))
+                lines.append(f"| {arch} | {n} | {worst:.2f} | {med('hz'):.0f} / {med('model_only_hz'):.0f} | {cpu_ms:.2f} | "
+                             f"{med('sector_preprocess_ms'):.2f} | {med('infer_ms'):.2f} | {med('temporal_ms'):.2f} | "
+                             f"{med('overlay_ms'):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 # ----------------------------------------------------------------------------- models and clips
 def default_model(work: Path, log: Callable[[str], None] = print) -> Path:
     """MobileNetV3-small at 224 px from bench_models' cache (trained there if absent): the fastest ORT file of it."""
@@ -583,14 +838,27 @@ def main(argv=None) -> int:
     p.add_argument("--matrix", action=argparse.BooleanOptionalAction, default=None,
                    help="also run bench_models' three models x settings on the real 640x480 clips (default: on when "
                         "--model is not given)")
+    p.add_argument("--compare", action="append", metavar="NAME=REPO[:k=v,...]",
+                   help="side by side instead of the full benchmark: variants (a checkout's edge and tuning knobs, e.g. "
+                        "before=../base after=. after-si5=.:switch_interval=0.005), interleaved, paced at 60 fps with "
+                        "the per-frame trace and the machine's floor; writes live_compare.{json,md} (not live.*)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of a --compare run (default 2)")
+    p.add_argument("--ratio", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --compare: also the live / model-only ratios (MobileNetV3-small, MobileNetV2; unpaced)")
+    p.add_argument("--hdmi", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --compare: also the 1920x1080 60 fps clip")
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(child_main(json.loads(args.child)), default=float))
+        spec = json.loads(args.child)
+        res = {"floor": sleep_floor(spec["frames"], spec.get("fps", 60.0))} if spec.get("floor") else child_main(spec)
+        print(json.dumps(res, default=float))
         return 0
     if args.sononet is not None and not args.sononet.is_file():
         print(f"bench_live: --sononet {args.sononet}: no such file", file=sys.stderr)
         return 2
     frames = args.latency_frames if args.latency_frames is not None else (300 if args.quick else LATENCY_FRAMES)
+    if args.compare:
+        return compare_main(args, frames)
     if args.model:
         model = args.model
     elif args.untrained:
@@ -619,6 +887,31 @@ def main(argv=None) -> int:
     paths = write_results(result, args.out)
     print(paths["md"].read_text())
     print("results: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def compare_main(args: argparse.Namespace, frames: int) -> int:
+    """``--compare``: the variants side by side on the real 640x480 clips (and a 1920x1080 one)."""
+    import bench_models
+
+    variants = [parse_variant(t) for t in args.compare]
+    model = args.model or bench_models.untrained_fp32("mobilenet_v3_small", args.work)
+    if args.videos:
+        clips = [Path(v) for v in args.videos.split(",") if v]
+    else:
+        clips = sorted(v for v in SHARED_VIDEOS.glob("*") if v.suffix.lower() in VIDEO_SUFFIXES and is_real_640x480(v))
+    ratio_models = ({arch: bench_models.untrained_fp32(arch, args.work) for arch in ("mobilenet_v3_small", "mobilenet_v2")}
+                    if args.ratio else None)
+    with tempfile.TemporaryDirectory(prefix="fetalplanes-bench-compare-") as tmp:
+        run_clips = list(clips) + ([hdmi_clip(clips[0], Path(tmp))] if args.hdmi and clips else [])
+        res = run_compare(variants, model, run_clips, Path(tmp), frames, args.rounds, args.threads, ratio_models)
+    res.update({"kind": "fetalplanes-bench-live-compare", "machine": common.machine_stamp(), "model": str(model)})
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    common.write_json(out / "live_compare.json", res)
+    md = compare_markdown(res)
+    (out / "live_compare.md").write_text(common.portable_paths(md), encoding="utf-8")
+    print(md)
     return 0
 
 

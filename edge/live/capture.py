@@ -34,19 +34,30 @@ STATE_FAILED = "failed"  # a live source could not be reopened; see .error
 STATE_STOPPED = "stopped"
 
 
+#: the moments of a frame's trace (:attr:`Frame.stamps`), in order: prepare start/end (in the pipeline's
+#: thread or the loop's), taken by the loop, inference start/end, label decided, handed on (to the output
+#: thread when there is one, else every output written),
+#: overlay start/end (the output thread's, or the loop's), shown (handed to the frame outputs / window)
+STAMPS = ("prepare_start", "prepare_end", "taken", "infer_start", "infer_end", "label", "handed",
+          "overlay_start", "overlay_end", "shown")
+
+
 class Frame:
     """One captured frame: the image as delivered, its index in the source, and when it arrived.
 
     ``prepared`` holds what a :class:`PrepareThread` made of it (None when the loop prepares it itself).
+    ``stamps`` are the frame's moments through the stages (``perf_counter()`` seconds, 0.0 = not reached;
+    see :data:`STAMPS`): a trace of where a slow frame lost its time.
     """
 
-    __slots__ = ("image", "index", "t_capture", "prepared")
+    __slots__ = ("image", "index", "t_capture", "prepared", "stamps")
 
     def __init__(self, image: np.ndarray | None, index: int, t_capture: float):
         self.image = image
         self.index = index
         self.t_capture = t_capture  # time.perf_counter() when the frame was captured
         self.prepared = None
+        self.stamps = [0.0] * len(STAMPS)
 
 
 class LatestFrame:
@@ -251,16 +262,21 @@ class PrepareThread(threading.Thread):
     prepare(frame)`` and offers the frame in :attr:`slot` with the same rules as the capture
     thread: newest frame only (a frame the loop did not take in time is replaced and counted
     in :attr:`dropped`), or lossless when the upstream is (unpaced files). The capture time is
-    kept, so latency is still measured from capture. ``prepare`` should catch per-frame errors
-    itself (the loop counts them); anything it raises stops this stage, and :attr:`stage_error`
+    kept, so latency is still measured from capture. ``after`` (optional) runs once each frame was
+    handed on: work that must not delay the frame (the sector detection, while the loop infers).
+    ``prepare`` should catch per-frame errors itself (the loop counts them); anything it raises stops this stage, and :attr:`stage_error`
     holds it for the loop to report. The attributes the loop reads (``state``, ``error``,
     ``captured``, ``dropped``, ``reconnects``, ``finished``) read through to the upstream.
     """
 
-    def __init__(self, upstream: CaptureThread, prepare: Callable[[Frame], object]):
+    def __init__(self, upstream: CaptureThread, prepare: Callable[[Frame], object],
+                 after: Callable[[], object] | None = None, warm_up: Callable[[], object] | None = None):
         super().__init__(name="fetalplanes-prepare", daemon=True)
         self.upstream = upstream
         self.prepare = prepare
+        self.after = after  # run after each frame was handed on (deferred work off the frame's latency)
+        self.warm_up = warm_up  # run once in this thread before the first frame (OpenCV's per-thread set-up)
+        self.ready = threading.Event()  # set once warm_up has run (start() waits for it before capturing)
         self.lossless = upstream.lossless
         self.slot = LatestFrame()
         self.stage_error: BaseException | None = None
@@ -301,8 +317,10 @@ class PrepareThread(threading.Thread):
 
     # --- control -------------------------------------------------------------
     def start(self) -> None:
-        self.upstream.start()
+        """Start this stage, let it warm up (at most 5 s), then start capturing: no frame waits for the warm-up."""
         super().start()
+        self.ready.wait(5.0)
+        self.upstream.start()
 
     def stop(self) -> None:
         self._halt.set()
@@ -316,19 +334,30 @@ class PrepareThread(threading.Thread):
     # --- thread body ---------------------------------------------------------
     def run(self) -> None:
         try:
+            if self.warm_up is not None:
+                try:
+                    self.warm_up()
+                except Exception as exc:  # pragma: no cover - the first frame reports a real fault
+                    log.debug("prepare thread warm-up failed: %s", exc)
+            self.ready.set()
             while not self._halt.is_set():
                 frame = self.upstream.slot.get(timeout=0.1)
                 if frame is None:
                     if self.upstream.finished:
                         return
                     continue
+                frame.stamps[0] = time.perf_counter()
                 frame.prepared = self.prepare(frame)
+                frame.stamps[1] = time.perf_counter()
                 self.prepared += 1
                 self.slot.put(frame, wait=self.lossless, stop=self._halt, stamp=False)
+                if self.after is not None:
+                    self.after()
         except BaseException as exc:  # never die silently: the loop reports it
             self.stage_error = exc
             log.error("frame preparation failed: %s", exc)
             self.upstream.stop()
         finally:
+            self.ready.set()
             self._done = True
             self.slot.close()

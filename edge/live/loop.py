@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -53,6 +54,15 @@ log = logging.getLogger("fetalplanes.live")
 TIMING_WINDOW = 8192  # frames kept for the per-stage percentiles
 MIN_SIDE = 16  # frames smaller than this (either side) are skipped as corrupt
 MAX_CONSECUTIVE_ERRORS = 100
+WARM_UP_RUNS = 2  # model runs on a blank input before the first frame (LiveSession.warm_up)
+#: Python's thread switch interval while :func:`run_loop` runs (seconds; None = Python's, 0.005): how long a
+#: thread that runs Python code keeps the GIL when another thread (capture, preparation, output, the loop)
+#: waits for it, i.e. the worst hand-over delay between the stages (restored when the loop ends)
+SWITCH_INTERVAL_S: float | None = 0.001
+#: OpenCV's worker threads while :func:`run_loop` runs (None = OpenCV's default, one per core): resize and
+#: colour conversion of one frame are split across them, and on a small box those workers wait for cores that
+#: the model and the other stages hold (restored when the loop ends)
+CV_THREADS: int | None = None
 FREEZE_THUMB = 96  # freeze detection compares 96-191 px thumbnails of the sector (what TemporalConfig.freeze_diff is tuned for)
 #: per-frame stages; with the output thread "overlay" and "frame_outputs" run in that thread, "outputs" is what
 #: the loop's thread spends on outputs (records written, the frame handed over) and "total" the loop's work only
@@ -155,8 +165,11 @@ class RunSummary:
 
 
 def make_tracker(roi) -> tuple[Any, str]:
-    """The sector tracker (fixed to ``roi`` when given, else detecting the sector) and how the sector is found."""
-    return SectorTracker(roi=Box(*roi) if roi else None), ("roi" if roi else "detected")
+    """The sector tracker (fixed to ``roi`` when given, else detecting the sector) and how the sector is found.
+
+    Its detections are deferred (``defer_checks``): the loop runs them after the frame was handed on
+    (:meth:`LiveSession.after_prepare`), so they never add to a frame's latency."""
+    return SectorTracker(roi=Box(*roi) if roi else None, defer_checks=True), ("roi" if roi else "detected")
 
 
 # --- frames ------------------------------------------------------------------
@@ -247,6 +260,7 @@ def prepare_frame(image: Any, tracker: Any, info: Any, make_tensor: bool = False
         if image is None:
             return Prepared(skip=why)
         box = tracker.update(image)
+        deferred_s = tracker.pop_deferred_seconds() if hasattr(tracker, "pop_deferred_seconds") else 0.0
         crop = box.crop(image)
         if crop.size == 0 or min(crop.shape[:2]) < 2:
             return Prepared(image=image, box=box, skip="roi outside frame")
@@ -258,7 +272,7 @@ def prepare_frame(image: Any, tracker: Any, info: Any, make_tensor: bool = False
         t2 = perf()
     except Exception as exc:
         return Prepared(error=exc)
-    return Prepared(image, box, small, thumb, x, t1 - t0, t2 - t1)
+    return Prepared(image, box, small, thumb, x, t1 - t0 + deferred_s, t2 - t1)
 
 
 LATENCY_PERCENTILES = (50, 90, 95, 99, 99.9)  # what real-time pipelines report (NVIDIA HoloHub's flow benchmarks)
@@ -275,6 +289,11 @@ def latency_stats(v: np.ndarray) -> dict[str, float]:
     out["max_ms"] = round(float(v.max()), 3)
     out["samples"] = int(v.size)
     return out
+
+
+def warm_overlay() -> None:
+    """Draw one overlay on a blank frame in the calling thread (OpenCV's per-thread set-up of anti-aliased text)."""
+    draw_overlay(np.zeros((480, 640, 3), np.uint8), "warm-up", 0.5, "ok", 0.0, 0.0, [0, 0, 64, 64], [("a", 0.5)])
 
 
 class _Signals:
@@ -349,6 +368,7 @@ class LiveSession:
 
     def __init__(self, config: RunConfig, runner: Any = None):
         self.config = config
+        self._own_runner = runner is None  # a runner given by the caller is the caller's to warm up
         self.runner = runner if runner is not None else open_model(config)
         self.runner.activate()
         self.info = self.runner.info
@@ -381,6 +401,8 @@ class LiveSession:
         self._next_log = float("inf")
         self._closed = False
         self._exit_code: int | None = None
+        #: when a deque/list: (frame index, capture time, stamps) of every labelled frame, see edge.live.capture.STAMPS
+        self.trace: Any = None
 
     # --- opening -------------------------------------------------------------
     def open_outputs(self, fps: float = 30.0, extra: Sequence[Output] = ()) -> None:
@@ -405,6 +427,7 @@ class LiveSession:
         The output thread follows the input's rule: lossless for unpaced files (waits for room), newest
         first otherwise; it wakes the loop (``capture.slot.wake()``) when a window has a frame to show.
         """
+        self.warm_up()
         self._t_start = time.perf_counter()
         self._next_log = self._t_start + self.config.log_every_s if self.config.log_every_s > 0 else float("inf")
         self.state = "running"
@@ -413,8 +436,27 @@ class LiveSession:
             self.output_stage = OutputThread(
                 self._draw, self._frame_outputs, self._window_waits, lossless=bool(getattr(self.capture, "lossless", False)),
                 wake=getattr(slot, "wake", lambda: None), timed=self.times.add,
-                done=lambda t_capture: self.overlay_latency.add((time.perf_counter() - t_capture) * 1000.0))
+                done=lambda t_capture: self.overlay_latency.add((time.perf_counter() - t_capture) * 1000.0),
+                warm_up=warm_overlay)
             self.output_stage.start()
+            self.output_stage.ready.wait(5.0)  # the first frame finds the thread warm
+
+    def warm_up(self) -> None:
+        """Before the first frame: run the model :data:`WARM_UP_RUNS` times on a blank input and draw one overlay.
+
+        The first model run allocates its buffers, and OpenCV's first anti-aliased text in a thread costs
+        30-90 ms (per thread: the output thread warms itself up the same way, :func:`warm_overlay`); without
+        this the first frame's overlay is that late (benchmarks/results/live_tuning.md). Only a runner
+        the session opened itself is warmed up (a caller's runner may count its calls); a failure here is
+        left for the first frame to report."""
+        try:
+            if self._own_runner and WARM_UP_RUNS:
+                x = np.zeros(self.info.input_shape(1), np.float32)
+                for _ in range(WARM_UP_RUNS):
+                    self.runner.infer(x)
+            warm_overlay()
+        except Exception as exc:  # pragma: no cover - the first frame reports a real fault
+            log.debug("warm-up failed: %s", exc)
 
     def __enter__(self) -> "LiveSession":
         return self
@@ -430,6 +472,27 @@ class LiveSession:
         """What the pipeline's second thread runs on each frame (sector, crop, preprocessing, tensor)."""
         return prepare_frame(frame.image, self.tracker, self.info, make_tensor=True)
 
+    def warm_prepare(self) -> None:
+        """Prepare a blank frame with a throwaway tracker, in the calling thread (the pipeline's, before its
+        first frame): OpenCV's first conversions, resizes and morphology in a thread set themselves up."""
+        from edge.live.sector import SectorTracker as Tracker
+
+        blank = np.zeros((480, 640, 3), np.uint8)
+        blank[100:380, 160:480] = 60
+        tracker = Tracker(defer_checks=True)
+        prepare_frame(blank, tracker, self.info, make_tensor=True)
+        tracker.run_deferred()
+
+    def after_prepare(self) -> None:
+        """After a prepared frame was handed on: the sector detection its preparation left pending (if any).
+
+        The pipeline's thread calls it while the loop infers; without the pipeline :meth:`step` calls it
+        once the frame's record and overlay were handed to the outputs. Either way a detection's result
+        applies from the next frame on, so both paths label the same frames with the same boxes."""
+        run = getattr(self.tracker, "run_deferred", None)
+        if run is not None:
+            run()
+
     @property
     def live_outputs(self) -> list[Output]:
         """The outputs still being written (not failed)."""
@@ -443,7 +506,14 @@ class LiveSession:
         self.state = "running"
         s, perf = self.summary, time.perf_counter
         t0 = perf()
-        prep: Prepared = frame.prepared if frame.prepared is not None else prepare_frame(frame.image, self.tracker, self.info)
+        stamps = frame.stamps
+        stamps[2] = t0  # taken
+        pipelined = frame.prepared is not None
+        if not pipelined:
+            stamps[0] = t0
+            frame.prepared = prepare_frame(frame.image, self.tracker, self.info)
+            stamps[1] = perf()
+        prep: Prepared = frame.prepared
         if prep.skip:
             s.skipped += 1
             s.skipped_reasons[prep.skip] = s.skipped_reasons.get(prep.skip, 0) + 1
@@ -452,7 +522,7 @@ class LiveSession:
         outputs = self.live_outputs
         want_frames = any(o.wants_frames for o in outputs)
         stage = self.output_stage
-        infer_s = [0.0, 0.0]
+        infer_s = [0.0, 0.0, 0.0]  # tensor seconds, model seconds, when the model started
         try:
             if prep.error is not None:
                 raise prep.error
@@ -488,6 +558,9 @@ class LiveSession:
         }
         if decision.event:
             record["event"] = decision.event
+        if stage is not None and want_frames:  # first, so the overlay is drawn while the records are written
+            stamps[6] = perf()  # handed to the output thread
+            stage.offer(OutputItem(prep, decision, latency, record, frame.t_capture, stamps=stamps))
         for out in outputs:  # each output on its own: one that fails does not stop the others
             if stage is not None and out.wants_frames:
                 continue  # the output thread writes it
@@ -495,11 +568,19 @@ class LiveSession:
                 out.write(shown if out.wants_frames else None, record)
             except Exception as exc:
                 self._output_failed(out, exc)
-        if stage is not None and want_frames:
-            stage.offer(OutputItem(prep, decision, latency, record, frame.t_capture))
         t5 = perf()
+        stamps[5] = t3  # label decided
+        if not stamps[6]:
+            stamps[6] = t5  # handed: every output written (the output thread's hand-over is stamped above)
+        if decision.inferred:
+            stamps[3], stamps[4] = infer_s[2], infer_s[2] + infer_s[1]  # inference start, end
         if want_frames and stage is None:
             self.overlay_latency.add((t5 - frame.t_capture) * 1000.0)
+            stamps[7], stamps[8], stamps[9] = t3, t4, t5
+        if self.trace is not None:
+            self.trace.append((frame.index, frame.t_capture, stamps))
+        if not pipelined:
+            self.after_prepare()
 
         self.latency[n % TIMING_WINDOW] = latency * 1000.0
         t = self.times
@@ -512,7 +593,7 @@ class LiveSession:
             t.add("overlay", t4 - t3)
         t.add("outputs", t5 - t4)
         # the work spent on this frame (in the pipeline the sector/preprocess part ran in the other thread)
-        t.add("total", prep.sector_s + prep.preprocess_s + (t5 - t2) if frame.prepared is not None else t5 - t0)
+        t.add("total", prep.sector_s + prep.preprocess_s + (t5 - t2) if pipelined else t5 - t0)
         self.heartbeat()
         if t5 >= self._next_log:
             self._next_log = t5 + self.config.log_every_s
@@ -527,7 +608,7 @@ class LiveSession:
         x = prep.tensor(self.info)
         tb = time.perf_counter()
         p = to_probabilities(self.runner.infer(x), self.info)[0]
-        infer_s[0], infer_s[1] = tb - ta, time.perf_counter() - tb
+        infer_s[0], infer_s[1], infer_s[2] = tb - ta, time.perf_counter() - tb, tb
         return p
 
     def _draw(self, item: OutputItem) -> np.ndarray:
@@ -550,7 +631,7 @@ class LiveSession:
         item = stage.to_show.take()
         if item is None:
             return
-        shown, record, t_capture = item
+        shown, record, t_capture, stamps = item
         windows = [o for o in self.live_outputs if o.wants_frames and o.main_thread]
         for out in windows:
             try:
@@ -561,7 +642,10 @@ class LiveSession:
             except Exception as exc:
                 self._output_failed(out, exc)
         if record is not None and windows:
-            self.overlay_latency.add((time.perf_counter() - t_capture) * 1000.0)
+            t = time.perf_counter()
+            self.overlay_latency.add((t - t_capture) * 1000.0)
+            if stamps is not None:
+                stamps[9] = t
 
     def collect(self) -> None:
         """Report, once each, what the output thread queued: outputs that failed, frames whose overlay failed."""
@@ -804,16 +888,39 @@ def run_loop(
     runner: Any = None,
     extra_outputs: Sequence[Output] = (),
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    trace: Any = None,
 ) -> RunSummary:
     """Run the live loop until the input ends, ``max_frames``/``max_seconds``, a signal, or ``stop_event``.
 
     ``source_factory`` (tests, custom inputs) opens a FrameSource instead of ``config.input``;
     ``runner`` replaces the model file's runner; ``extra_outputs`` are written like URI outputs.
+    ``trace`` (a list or deque) gets ``(frame index, capture time, stamps)`` of every labelled frame
+    (see :data:`edge.live.capture.STAMPS`; benchmarks look at where the slowest frames lost their time).
     """
     config.validate()
+    switch, cv_threads = sys.getswitchinterval(), None
+    if SWITCH_INTERVAL_S:
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+    if CV_THREADS is not None:
+        import cv2
+
+        cv_threads = cv2.getNumThreads()
+        cv2.setNumThreads(int(CV_THREADS))
+    try:
+        return _run_loop(config, stop_event, source_factory, live, runner, extra_outputs, on_record, trace)
+    finally:
+        sys.setswitchinterval(switch)
+        if cv_threads is not None:
+            import cv2
+
+            cv2.setNumThreads(cv_threads)
+
+
+def _run_loop(config, stop_event, source_factory, live, runner, extra_outputs, on_record, trace) -> RunSummary:
     stop = stop_event or threading.Event()
     factory, live, described = _input(config, source_factory, live)
     with LiveSession(config, runner) as session:
+        session.trace = trace
         session.summary.source = described
         session.source = source = factory()
         fps = float(getattr(source, "fps", 0.0) or 0.0)
@@ -822,7 +929,7 @@ def run_loop(
         capture: Any = CaptureThread(source, factory, live=live, pace_fps=None if live else src.pace_fps(fps), loop=src.loop,
                                      reconnect_max_s=src.reconnect_max_s, reconnect_tries=src.reconnect_tries)
         if config.pipeline:  # the loop reads the second stage exactly like the capture thread
-            capture = PrepareThread(capture, session.prepare)
+            capture = PrepareThread(capture, session.prepare, after=session.after_prepare, warm_up=session.warm_prepare)
         session.capture = capture
         with _Signals(stop) as signals:
             session.start()

@@ -34,16 +34,17 @@ DEPTH = 2  # items waiting for the output thread at most (newest first beyond th
 class OutputItem:
     """What the output stage needs of one labelled frame (the loop's thread no longer touches it)."""
 
-    __slots__ = ("prepared", "decision", "latency_s", "record", "t_capture", "status")
+    __slots__ = ("prepared", "decision", "latency_s", "record", "t_capture", "status", "stamps")
 
     def __init__(self, prepared: Any, decision: Any, latency_s: float, record: dict[str, Any], t_capture: float,
-                 status: Any = None):
+                 status: Any = None, stamps: list[float] | None = None):
         self.prepared = prepared  # edge.live.loop.Prepared: the image to draw on, the sector box
         self.decision = decision  # edge.live.temporal decision: label, confidence, state, top-3
         self.latency_s = latency_s  # capture-to-label (drawn into the overlay)
         self.record = record  # the record the other outputs got
         self.t_capture = t_capture  # perf_counter() when the frame was captured
         self.status = status  # a ready 'reconnecting' banner to show instead (no frame)
+        self.stamps = stamps  # the frame's trace (edge.live.capture.Frame.stamps): overlay start/end, shown
 
 
 class Shown:
@@ -51,15 +52,15 @@ class Shown:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._item: tuple[Any, dict[str, Any] | None, float] | None = None
+        self._item: tuple[Any, dict[str, Any] | None, float, list[float] | None] | None = None
         self.replaced = 0  # drawn frames a window never showed (a newer one came first)
 
-    def put(self, frame: Any, record: dict[str, Any] | None, t_capture: float) -> None:
+    def put(self, frame: Any, record: dict[str, Any] | None, t_capture: float, stamps: list[float] | None = None) -> None:
         with self._lock:
             self.replaced += self._item is not None
-            self._item = (frame, record, t_capture)
+            self._item = (frame, record, t_capture, stamps)
 
-    def take(self) -> tuple[Any, dict[str, Any] | None, float] | None:
+    def take(self) -> tuple[Any, dict[str, Any] | None, float, list[float] | None] | None:
         with self._lock:
             item, self._item = self._item, None
             return item
@@ -71,7 +72,9 @@ class OutputThread(threading.Thread):
     ``draw(item) -> frame`` draws the overlay; ``outputs()`` lists the frame outputs still alive;
     ``main_thread_outputs()`` whether a window waits for the drawn frame (then it goes to
     :attr:`to_show` and ``wake()`` is called); ``timed(stage, seconds)`` and ``done(t_capture)``
-    report stage times and the capture-to-overlay moment (only from this thread).
+    report stage times and the capture-to-overlay moment (only from this thread). ``warm_up()`` runs first,
+    in this thread, before any item (:attr:`ready` is set after it): OpenCV's first anti-aliased text in a
+    thread costs 30-90 ms, which would otherwise land on the first frame's overlay.
     """
 
     def __init__(
@@ -84,8 +87,11 @@ class OutputThread(threading.Thread):
         timed: Callable[[str, float], None] = lambda stage, s: None,
         done: Callable[[float], None] = lambda t_capture: None,
         depth: int = DEPTH,
+        warm_up: Callable[[], None] | None = None,
     ):
         super().__init__(name="fetalplanes-output", daemon=True)
+        self.warm_up = warm_up  # run first, in this thread (OpenCV's first anti-aliased text costs 30-90 ms per thread)
+        self.ready = threading.Event()  # set once warm_up has run
         self.draw = draw
         self.outputs = outputs
         self.main_thread_outputs = main_thread_outputs
@@ -134,6 +140,12 @@ class OutputThread(threading.Thread):
     # --- the thread ---------------------------------------------------------------
     def run(self) -> None:
         try:
+            if self.warm_up is not None:
+                try:
+                    self.warm_up()
+                except Exception as exc:  # pragma: no cover - the first real frame reports a real fault
+                    log.debug("output thread warm-up failed: %s", exc)
+            self.ready.set()
             while True:
                 with self._cond:
                     while not self._queue and not self._stopping:
@@ -169,10 +181,14 @@ class OutputThread(threading.Thread):
         self.written += 1
         self.timed("overlay", t1 - t0)
         self.timed("frame_outputs", t2 - t1)
+        if item.stamps is not None:
+            item.stamps[7], item.stamps[8] = t0, t1  # overlay start, end
         if self.main_thread_outputs():
-            self.to_show.put(shown, item.record, item.t_capture)
+            self.to_show.put(shown, item.record, item.t_capture, item.stamps)
             self.wake()
         else:
+            if item.stamps is not None:
+                item.stamps[9] = perf()  # shown: written to every frame output
             self.done(item.t_capture)
 
     def _alive(self) -> list[Any]:

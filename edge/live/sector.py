@@ -23,6 +23,7 @@ Only numpy and OpenCV are used (imported when first needed).
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -372,11 +373,14 @@ class SectorTracker:
         recent: int = 6,
         settle_checks: int = 8,
         config: DetectorConfig | None = None,
+        defer_checks: bool = False,
+        steady_factor: int = 2,
     ):
-        if redetect_every < 1 or history_every < 1 or confirm_checks < 1 or history < 1 or ever_blocks < 1:
+        if redetect_every < 1 or history_every < 1 or confirm_checks < 1 or history < 1 or ever_blocks < 1 or steady_factor < 1:
             raise FetalPlanesError(
                 f"SectorTracker: redetect_every={redetect_every}, history_every={history_every}, "
-                f"confirm_checks={confirm_checks}, history={history}, ever_blocks={ever_blocks} must all be >= 1",
+                f"confirm_checks={confirm_checks}, history={history}, ever_blocks={ever_blocks}, "
+                f"steady_factor={steady_factor} must all be >= 1",
                 hint="use positive frame counts",
                 exit_code=EXIT_USAGE,
             )
@@ -386,6 +390,7 @@ class SectorTracker:
         self.confirm_checks = confirm_checks
         self.chrome_change = chrome_change
         self.history_every = history_every
+        self.steady_factor = steady_factor  # once settled: maps and checks this many times less often
         self.settle_checks = settle_checks
         self.recent = max(2, recent)  # maps the layout-change check looks at
         self.config = config or DetectorConfig()
@@ -410,6 +415,10 @@ class SectorTracker:
         self._chrome: np.ndarray | None = None  # thumbnail cells outside the box
         self._chrome_changed = False
         self._acquiring = True  # until the first box has settled
+        self.defer_checks = defer_checks
+        self._deferred: tuple[np.ndarray, tuple[int, int]] | None = None  # a check update() left for run_deferred()
+        self._deferred_error: Exception | None = None
+        self.deferred_s = 0.0  # seconds spent in deferred checks not yet reported (see pop_deferred_seconds)
 
     def _forget(self) -> None:
         """Drop the history (new layout): detections start again from the frames that follow."""
@@ -469,6 +478,11 @@ class SectorTracker:
                 hint="skip empty or corrupt frames before sector tracking",
                 exit_code=EXIT_USAGE,
             )
+        if self._deferred is not None:  # nobody ran the last frame's check: run it now, before this frame
+            self.run_deferred()
+        if self._deferred_error is not None:
+            exc, self._deferred_error = self._deferred_error, None
+            raise exc
         self._frame += 1
         if self.roi is not None:
             return self.roi
@@ -500,15 +514,53 @@ class SectorTracker:
                 self._chrome_changed = True
                 self._due = self._frame
         due = self._frame >= self._due
-        fresh = self._frame % self.history_every == 0 or (due and not self._hist)
+        every = self.history_every * (self.steady_factor if self.steady else 1)
+        fresh = self._frame % every == 0 or (due and not self._hist)
         if fresh:
             self._remember(cell_maps(frame, self.config))  # this frame's work: the maps ...
         if due and self._hist and (not fresh or self.history_every == 1 or self.is_fallback):
-            self._check(thumb, shape)  # ... or a detection on the maps kept
+            if self.defer_checks:  # ... or a detection on the maps kept (now, or after the frame was handed on)
+                self._deferred = (thumb, shape)
+            else:
+                self._check(thumb, shape)
         if self.box is None or self.is_fallback:
             self.box = self._last_good or Box(0, 0, shape[1], shape[0])
             self.is_fallback = self._last_good is None
         return self.box
+
+    @property
+    def steady(self) -> bool:
+        """Settled on a box, nothing pending: maps and checks ``steady_factor`` times less often (a changed
+        screen chrome or a different detection ends it at once)."""
+        return (self.steady_factor > 1 and not self._acquiring and self._pending is None and self._pending_n == 0
+                and self._settle >= self.settle_checks and self.box is not None and not self.is_fallback)
+
+    def run_deferred(self) -> bool:
+        """Run the detection :meth:`update` left pending (``defer_checks``); True when one ran.
+
+        The live loop calls this after the frame was handed on (the pipeline's thread while the model runs),
+        so a detection (a few milliseconds) never delays the frame that triggered it; what it finds applies
+        from the next frame on, as it would without deferring had the check come one frame later."""
+        if self._deferred is None:
+            return False
+        t0 = time.perf_counter()
+        thumb, shape = self._deferred
+        self._deferred = None
+        try:
+            self._check(thumb, shape)
+            if self.box is None or self.is_fallback:
+                self.box = self._last_good or Box(0, 0, shape[1], shape[0])
+                self.is_fallback = self._last_good is None
+        except Exception as exc:  # reported by the next update(), as that frame's error (the loop counts it)
+            self._deferred_error = exc
+        finally:
+            self.deferred_s += time.perf_counter() - t0
+        return True
+
+    def pop_deferred_seconds(self) -> float:
+        """Seconds spent in deferred detections since the last call (the loop adds them to the sector stage)."""
+        s, self.deferred_s = self.deferred_s, 0.0
+        return s
 
     def _adopt(self, det: Box, count_change: bool, thumb: np.ndarray, shape: tuple[int, int]) -> None:
         if count_change:
@@ -586,4 +638,4 @@ class SectorTracker:
         if self._chrome is None or self._chrome.shape != thumb.shape:
             self._chrome = self._chrome_mask(thumb, shape)
         soon = self._pending is not None or self._settle < self.settle_checks or self.is_fallback
-        self._due = self._frame + (self.history_every if soon else self.redetect_every)
+        self._due = self._frame + (self.history_every if soon else self.redetect_every * (self.steady_factor if self.steady else 1))
