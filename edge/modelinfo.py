@@ -197,6 +197,15 @@ class ModelInfo:
             return label
         return f"{label}{sep}{self.label_map[label]}"
 
+    def task_decision(self, probs: np.ndarray) -> tuple[int, str, float]:
+        """What one prediction counts as, in every consumer (evaluate, classify, the live loop's records): the
+        most probable task label, the native probabilities summed per task label. Returns its index in
+        ``task_labels``, the label and that summed probability. (The top native label can belong to another
+        task label: 0.35 Brain (Tv.) with 0.45 spread over three views of Other counts as Other.)"""
+        q = self.map_probabilities(np.asarray(probs, dtype=np.float32).reshape(-1))
+        best = int(np.argmax(q))
+        return best, self.task_labels[best], float(q[best])
+
     def mapping_matrix(self) -> np.ndarray:
         """(num_classes, len(task_labels)) 0/1 matrix: native output i counts for task label j."""
         task = self.task_labels

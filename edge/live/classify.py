@@ -169,14 +169,11 @@ def classify_files(files: Sequence[Path], runner: Any, batch: int = 16, roi: Any
             for item in items:
                 run([item])
             return
-        task_probs = info.map_probabilities(probs)  # over the task's labels (the same array without a label map)
-        task_labels = info.task_labels
-        for (row, _), p, q in zip(items, probs, task_probs):
+        for (row, _), p in zip(items, probs):
             order = np.argsort(-p)[:TOP_K]
-            best = int(np.argmax(q))
-            row["label"] = task_labels[best]  # as evaluate scores it: the most probable task label
+            _, row["label"], conf = info.task_decision(p)  # as evaluate scores it: the most probable task label
             row["native_label"] = labels[order[0]]
-            row["confidence"] = round(float(q[best]), 4)
+            row["confidence"] = round(conf, 4)
             for k, i in enumerate(order, 1):
                 row[f"top{k}"] = labels[i]
                 row[f"top{k}_p"] = round(float(p[i]), 4)

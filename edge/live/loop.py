@@ -548,7 +548,7 @@ class LiveSession:
             "frame": frame.index,
             "n": n,
             "label": decision.label,
-            **({"plane": self.info.task_label(decision.index)} if self.info.label_map else {}),
+            **({"plane": self.info.task_decision(decision.probabilities)[1]} if self.info.label_map else {}),
             "confidence": round(decision.confidence, 4),
             "state": decision.state,
             "probs": {lab: round(float(p), 4) for lab, p in zip(self.labels, decision.probabilities)},
@@ -677,6 +677,10 @@ class LiveSession:
         if c.mask_header:
             mask_header(shown, c.mask_header)
         label = self.info.display_label(decision.index, sep=" - ")  # "4CH - Fetal thorax" for a mapped model
+        if self.info.label_map:
+            plane = self.info.task_decision(decision.probabilities)[1]
+            if self.info.task_label(decision.index) != plane:
+                label = plane  # the top view is of another plane than the views' probabilities add up to: the plane
         draw_overlay(shown, label, decision.confidence, decision.state, self.hz, latency_s * 1000.0,
                      prep.box.as_list(), decision.top(3) if c.top3 else None)
         if self.checklist is not None and self.exam is not None:

@@ -239,6 +239,21 @@ def test_sononet_map_onto_the_six_planes():
         info.map_probabilities(q)
 
 
+def test_a_prediction_counts_as_its_most_probable_plane_not_its_top_view():
+    """One rule for evaluate, classify and the live loop (they disagreed on one HC18 head: 104 vs 103)."""
+    info = sononet_like()
+    p = np.zeros(14, np.float32)
+    p[SONONET.index("Brain (Tv.)")] = 0.35  # the top view...
+    for view in ("Lips", "Profile", "Kidneys"):
+        p[SONONET.index(view)] = 0.15  # ...but Other's views add up to 0.45
+    p[SONONET.index("4CH")] = 0.20
+    index, label, conf = info.task_decision(p)
+    assert (label, index) == ("Other", list(PLANES).index("Other")) and conf == pytest.approx(0.45)
+    assert info.task_label(int(np.argmax(p))) == "Fetal brain"
+    plain = schema1()
+    assert plain.task_decision(np.array([0.1, 0.5, 0.1, 0.1, 0.1, 0.1]))[1:] == ("Fetal brain", pytest.approx(0.5))
+
+
 def test_preprocessing_key_tells_apart_what_changes_the_input():
     a, b = schema1(), schema1()
     b.extra = {"other": 1}
