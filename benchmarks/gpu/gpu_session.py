@@ -18,8 +18,8 @@ Parts (each writes under OUT; a failing part does not stop the others; OUT/sessi
 - ``sononet``: ``fetalplanes qat --distill`` of SonoNet-16 on a folder of real images (``--real``; the
   ``fetaldata.real_samples`` folder) from a ``fetalplanes import-weights`` checkpoint (``--sononet-ckpt``).
 
-On the lent machine (the command that ran, with ``.gpu/`` holding the real folder and the checkpoint)::
 On the lent machine (the command that ran, with ``.gpu/`` holding the real folder and the checkpoint, OUT on its disk)::
+
     timeout 480 python3 benchmarks/gpu/gpu_session.py OUT --real .gpu/real --sononet-ckpt .gpu/sononet16.pt
 
 SYNTHETIC data in the first three parts: nothing clinical. Paths in the outputs are relative to OUT.
