@@ -7,6 +7,7 @@ import pytest
 
 from edge.errors import FetalPlanesError
 from edge.live.sector import Box, SectorTracker, detect_sector
+from video_frames import read_frames
 
 # Reference sector boxes [x, y, w, h], judged BY EYE (no ground truth exists): for each clip the
 # per-pixel temporal maximum of all frames was drawn with a 50 px grid and the fan's / linear image's
@@ -41,20 +42,6 @@ REFERENCE = {
 DARK_SIDED = {"nbs_autocrop_media_lung.mov", "nbs_autocrop_media_low-frame-count.mov", "test_sampleDir_0014.mp4"}
 KNOWN_HARD: set[str] = set()  # clips below MIN_IOU, documented in docs/sector.md (none at present)
 MIN_IOU = 0.8
-
-
-def read_frames(path, limit=120):
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while len(frames) < limit:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
 
 
 def track(frames, **kw):

@@ -15,27 +15,14 @@ import edge.live.loop as loop_mod
 from edge.live.capture import STAMPS, CaptureThread, PrepareThread
 from edge.live.config import RunConfig
 from edge.live.loop import LiveSession, prepare_frame, run_loop
-from edge.live.sector import Box, SectorTracker
+from edge.live.sector import SectorTracker
 from edge.live.sources import SourceConfig
 from edge.preprocess import prepare
 
 from live_fakes import FakeSource, RecordingOutput, moving
+from video_frames import read_frames
 
 BENCH = Path(__file__).resolve().parents[3] / "benchmarks"
-
-
-def read_frames(path, limit):
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while len(frames) < limit:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
 
 
 def clip(real_videos, name="nbs_autocrop_media_echo-with-borders.mp4"):

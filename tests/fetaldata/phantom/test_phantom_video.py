@@ -11,21 +11,9 @@ import pytest
 
 from edge.labels import BRAIN, PLANES
 from fetaldata.phantom.video import TRUTH_COLUMNS, write_phantom_video
+from video_frames import read_frames
 
 W, H = 480, 270
-
-
-def _frames(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), path
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
 
 
 def _truth(path: Path) -> list[dict[str, str]]:
@@ -41,7 +29,7 @@ def video(tmp_path_factory) -> Path:
 
 
 def test_frames_match_the_truth_sidecar(video):
-    frames, truth = _frames(video), _truth(video)
+    frames, truth = read_frames(video), _truth(video)
     assert len(frames) == len(truth) == 80
     assert frames[0].shape == (H, W, 3)
     assert [int(r["frame"]) for r in truth] == list(range(80))
@@ -52,7 +40,7 @@ def test_frames_match_the_truth_sidecar(video):
 
 
 def test_sector_boxes_inside_the_frame_and_show_the_image(video):
-    frames, truth = _frames(video), _truth(video)
+    frames, truth = read_frames(video), _truth(video)
     boxes = set()
     for frame, r in zip(frames, truth):
         x, y, w, h = (int(r[k]) for k in "xywh")
@@ -65,7 +53,7 @@ def test_sector_boxes_inside_the_frame_and_show_the_image(video):
 
 
 def test_frozen_frames_are_identical(video):
-    frames, truth = _frames(video), _truth(video)
+    frames, truth = read_frames(video), _truth(video)
     runs = [i for i in range(1, len(truth)) if truth[i]["state"] == truth[i - 1]["state"] == "frozen"]
     assert runs
     for i in runs:
@@ -78,10 +66,10 @@ def test_deterministic_for_a_seed_and_mp4_readable(tmp_path):
     a = write_phantom_video(tmp_path / "a.mp4", seconds=1.5, fps=10, width=W, height=H, seed=2)
     b = write_phantom_video(tmp_path / "b.mp4", seconds=1.5, fps=10, width=W, height=H, seed=2)
     c = write_phantom_video(tmp_path / "c.mp4", seconds=1.5, fps=10, width=W, height=H, seed=3)
-    assert a.is_file() and len(_frames(a)) == len(_truth(a)) == 15
+    assert a.is_file() and len(read_frames(a)) == len(_truth(a)) == 15
     ta, tb = a.with_suffix(".truth.csv").read_text(), b.with_suffix(".truth.csv").read_text()
     assert ta == tb
-    fa, fc = _frames(a), _frames(c)
+    fa, fc = read_frames(a), read_frames(c)
     assert any(not np.array_equal(x, y) for x, y in zip(fa, fc))
 
 
