@@ -530,10 +530,11 @@ class LiveSession:
             decision = self.temporal.step(prep.thumb, lambda: self._infer(prep, infer_s))
             t3 = perf()
             latency = t3 - frame.t_capture
+            plane = self.info.task_decision(decision.probabilities)[1] if self.info.label_map else None
             if self.exam is not None:  # checklist + best frame, from the frame before the overlay draws on it
                 self.exam.observe(frame.index, time.time(), decision.label, decision.confidence, decision.state,
                                   prep.image, prep.box.as_list(), prep.small, decision.event)
-            shown = self._overlay(prep, decision, latency) if want_frames and stage is None else None
+            shown = self._overlay(prep, decision, latency, plane) if want_frames and stage is None else None
             t4 = perf()
         except Exception as exc:  # one bad frame must not end a months-long run
             self._frame_failed(frame, exc)
@@ -548,7 +549,7 @@ class LiveSession:
             "frame": frame.index,
             "n": n,
             "label": decision.label,
-            **({"plane": self.info.task_decision(decision.probabilities)[1]} if self.info.label_map else {}),
+            **({"plane": plane} if plane is not None else {}),
             "confidence": round(decision.confidence, 4),
             "state": decision.state,
             "probs": {lab: round(float(p), 4) for lab, p in zip(self.labels, decision.probabilities)},
@@ -613,7 +614,7 @@ class LiveSession:
 
     def _draw(self, item: OutputItem) -> np.ndarray:
         """The output thread's overlay of one item."""
-        return self._overlay(item.prepared, item.decision, item.latency_s)
+        return self._overlay(item.prepared, item.decision, item.latency_s, item.record.get("plane"))
 
     def _frame_outputs(self) -> list[Output]:
         return [o for o in self.live_outputs if o.wants_frames]
@@ -668,7 +669,8 @@ class LiveSession:
                 exit_code=EXIT_FAILURE,
             ) from crashed
 
-    def _overlay(self, prep: Prepared, decision: Any, latency_s: float) -> np.ndarray:
+    def _overlay(self, prep: Prepared, decision: Any, latency_s: float, plane: str | None = None) -> np.ndarray:
+        """The frame with its label, box and checklist; ``plane``: the plane the step decided (a label map's)."""
         import cv2
 
         c = self.config
@@ -677,10 +679,8 @@ class LiveSession:
         if c.mask_header:
             mask_header(shown, c.mask_header)
         label = self.info.display_label(decision.index, sep=" - ")  # "4CH - Fetal thorax" for a mapped model
-        if self.info.label_map:
-            plane = self.info.task_decision(decision.probabilities)[1]
-            if self.info.task_label(decision.index) != plane:
-                label = plane  # the top view is of another plane than the views' probabilities add up to: the plane
+        if plane is not None and self.info.task_label(decision.index) != plane:
+            label = plane  # the top view is of another plane than the views' probabilities add up to: the plane
         draw_overlay(shown, label, decision.confidence, decision.state, self.hz, latency_s * 1000.0,
                      prep.box.as_list(), decision.top(3) if c.top3 else None)
         if self.checklist is not None and self.exam is not None:
