@@ -44,9 +44,17 @@ def _phantom(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_video_out(out: str) -> None:
+    """Before any work: the video's folder takes a file (its truth CSV goes beside it); exit 2 naming it if not."""
+    from edge.live.outputs import check_file_writable
+
+    check_file_writable(out, f"--out {out}")
+
+
 def _phantom_video(args: argparse.Namespace) -> int:
     from fetaldata.phantom.video import write_phantom_video
 
+    _check_video_out(args.out)
     path = write_phantom_video(
         args.out, seconds=args.seconds, fps=args.fps, width=args.width, height=args.height, seed=args.seed,
         scan_width=args.scan_width,
@@ -61,6 +69,7 @@ def _slideshow(args: argparse.Namespace) -> int:
     if bool(args.folder) == bool(args.real):
         raise FetalPlanesError("give either --folder DIR (one or more) or --real SHARED_DATA",
                                hint="e.g. fetalplanes data slideshow --out show.avi --folder ../shared/data/hc18_sample")
+    _check_video_out(args.out)
     exams = real_exams(args.real, seed=args.seed) if args.real else [folder_slides(f) for f in args.folder]
     config = SlideshowConfig(fps=args.fps, width=args.width, height=args.height, seed=args.seed)
     show = write_slideshow(args.out, exams, config)

@@ -151,7 +151,8 @@ def test_tensorrt_runner_refuses_it_too(monkeypatch, tmp_path, mismatched, versi
 
 
 def test_new_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, capsys):
-    """`qat --out`, `import-weights --out` and `data score --json` in a folder that takes no file: exit 2 naming it."""
+    """`qat --out`, `import-weights --out`, `data score --json`, `data phantom-video --out` and `data slideshow --out`
+    in a folder that takes no file: exit 2 naming it."""
     from edge.cli import main
 
     bad = "/proc/fetalplanes-no/x"
@@ -163,6 +164,15 @@ def test_new_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path
     assert main(["data", "score", str(csv), "--data", str(labelled), "--json", bad + ".json"]) == 2
     err = capsys.readouterr().err
     assert "--json" in err and "Traceback" not in err
+    under_a_file = tmp_path / "a-file"
+    under_a_file.write_text("x", encoding="utf-8")
+    for out in (bad + ".avi", str(under_a_file / "x.avi")):  # the video commands (a traceback before)
+        assert main(["data", "phantom-video", "--out", out, "--seconds", "1"]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out}" in err and "Traceback" not in err, err
+        assert main(["data", "slideshow", "--out", out, "--folder", str(labelled)]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out}" in err and "Traceback" not in err, err
     pytest.importorskip("torch")
     ckpt = tmp_path / "junk.pt"
     ckpt.write_bytes(b"not a checkpoint")  # the output is checked before the checkpoint is even read
